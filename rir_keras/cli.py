@@ -1,0 +1,37 @@
+"""The `rir-keras` command line.
+
+Each subcommand is contributed by the layer that owns it through the ``rir_keras.commands``
+entry-point group (see setup.py): an entry point names a function ``add(subparsers)`` that adds
+one subparser and sets ``func`` on it. So this module, in the core, imports nothing above it.
+"""
+import argparse
+import sys
+from importlib.metadata import entry_points
+
+COMMAND_GROUP = "rir_keras.commands"
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="rir-keras",
+        description="Resnet in Resnet for Keras 3: train, evaluate, reproduce, tune, export, analyze.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        entry.load()(subparsers)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (ValueError, FileNotFoundError) as error:
+        print(f"rir-keras {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

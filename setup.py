@@ -1,0 +1,45 @@
+"""Install rir_keras: the core package plus `applications/` and `tuning/` as its subpackages."""
+from setuptools import setup
+
+setup(
+    name="rir_keras",
+    version="0.1.0",
+    description="Resnet in Resnet (Targ, Almeida, Lyman 2016) for Keras 3",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["rir_keras", "rir_keras.applications", "rir_keras.tuning"],
+    package_dir={
+        "rir_keras": "rir_keras",
+        "rir_keras.applications": "applications",
+        "rir_keras.tuning": "tuning",
+    },
+    package_data={"rir_keras.tuning": ["presets/*.yaml"]},
+    install_requires=[
+        "keras>=3.8,<3.16",
+        "tensorflow>=2.18,<2.22",
+        "tensorflow-datasets>=4.9.7,<4.10",
+        "keras-tuner>=1.4.7,<1.5",
+        "numpy>=1.26,<3",
+        "pillow>=10",
+        "matplotlib>=3.8,<4",
+        "pyyaml>=6,<7",
+        "psutil>=5.9,<8",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "jax[cpu]>=0.4.30,<0.11", "tf2onnx>=1.16,<1.18", "onnxruntime>=1.18,<1.33"],
+        "bench": ["torch==2.13.0"],
+    },
+    entry_points={
+        "console_scripts": ["rir-keras=rir_keras.cli:main"],
+        # Subcommands are plugged in by the layer that owns them, so the core imports nothing above it.
+        "rir_keras.commands": [
+            "train=rir_keras.applications.train_cli:add_train",
+            "evaluate=rir_keras.applications.train_cli:add_evaluate",
+            "reproduce=rir_keras.applications.train_cli:add_reproduce",
+            "export=rir_keras.applications.export_cli:add_export",
+            "analyze=rir_keras.applications.analyze_cli:add_analyze",
+            "tune=rir_keras.tuning.tune_cli:add_tune",
+        ],
+    },
+)
