@@ -1,0 +1,23 @@
+"""Shared test settings. Data comes from RIR_KERAS_DATA (default: ../shared/datasets/cifar10), never a download."""
+import os
+import pathlib
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    # TensorFlow's tensors predate numpy 2's `copy` keyword; the warning is TensorFlow's, not ours.
+    config.addinivalue_line("filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword")
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    """The folder holding cifar10-jpeg.tar.gz and cifar10-mini.tar.gz."""
+    path = pathlib.Path(os.environ.get("RIR_KERAS_DATA", REPO.parent / "shared" / "datasets" / "cifar10"))
+    if not (path / "cifar10-mini.tar.gz").is_file():
+        pytest.fail(f"CIFAR-10 (JPEG copy) not found: set RIR_KERAS_DATA. Looked in {path}")
+    return path
