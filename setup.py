@@ -20,6 +20,7 @@ setup(
         "tensorflow>=2.18,<2.22",
         "tensorflow-datasets>=4.9.7,<4.10",
         "keras-tuner>=1.4.7,<1.5",
+        "tensorboard>=2.18,<2.22",
         "numpy>=1.26,<3",
         "pillow>=10",
         "matplotlib>=3.8,<4",

@@ -19,8 +19,23 @@ def build_parser():
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
-        entry.load()(subparsers)
+        try:
+            add = entry.load()
+        except ImportError as error:  # one broken plugin must not take the other commands down
+            add = _unavailable(entry.name, error)
+        add(subparsers)
     return parser
+
+
+def _unavailable(name, error):
+    def fail(args):
+        raise RuntimeError(f"the {name!r} command could not be loaded: {error}")
+
+    def add(subparsers):
+        parser = subparsers.add_parser(name, help=f"(unavailable: {error})")
+        parser.set_defaults(func=fail)
+
+    return add
 
 
 def main(argv=None):
