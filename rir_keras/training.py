@@ -112,6 +112,35 @@ class _ReplayEpoch(keras.callbacks.Callback):
         self.dataset.epoch = epoch
 
 
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore whose backup survives a kill at any instant.
+
+    Each epoch's weights (with the optimizer's state) go to a new file; only when it is complete
+    does a small JSON file, replaced atomically, point to it. A kill mid-write leaves the pointer on
+    the previous, complete backup, where the stock callback would leave a corrupt file.
+    """
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        name = f"weights-{self._current_epoch}-{self._last_batch_seen}.weights.h5"
+        self.model.save_weights(os.path.join(self.backup_dir, name), overwrite=True)
+        pointer = {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name}
+        write_json(pointer, self._training_metadata_path)
+        for old in os.listdir(self.backup_dir):
+            if old.startswith("weights-") and old != name:
+                os.remove(os.path.join(self.backup_dir, old))
+
+    def _load_model(self):
+        if not os.path.isfile(self._training_metadata_path):
+            return
+        with open(self._training_metadata_path, encoding="utf-8") as handle:
+            pointer = json.load(handle)
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(os.path.join(self.backup_dir, pointer["weights"]))
+        self.model._initial_epoch = pointer["epoch"]
+
+
 def tensorboard_available():
     """Keras writes TensorBoard logs through TensorFlow's summaries: a JAX-only machine has none."""
     import importlib.util
@@ -208,7 +237,7 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
     stock = [
         # The log row goes first: a kill between the two repeats an epoch, which read_log de-duplicates.
         keras.callbacks.CSVLogger(log_path, append=True),
-        keras.callbacks.BackupAndRestore(backup),
+        AtomicBackupAndRestore(backup),
         keras.callbacks.TerminateOnNaN(),
         _ReplayEpoch(train_batches),
     ]
