@@ -19,7 +19,7 @@ install: $(BIN)/.installed
 # The main job: train RiR-32 on CIFAR-10 (JPEG copy) for a short budget, offline, then evaluate it.
 demo: install
 	$(BIN)/rir-keras train --model rir32 --dataset $(RIR_KERAS_DATA)/cifar10-jpeg.tar.gz \
-		--epochs 1 --steps-per-epoch 60 --batch-size 128 --output runs/demo
+		--epochs 1 --steps-per-epoch 60 --batch-size 128 --output runs/demo --overwrite
 
 test: install
 	$(BIN)/python -m pytest -q tests
