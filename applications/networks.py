@@ -3,8 +3,10 @@
 One private builder, ``_classifier``, takes a ``body`` function and adds the input, the head and
 the checks; the public constructors are thin.
 """
+import numbers
 import os
 
+import h5py
 import keras
 
 from rir_keras.blocks import LayerSpec, conv_bn, stage
@@ -67,6 +69,14 @@ def _input(input_tensor, input_shape, min_size):
     return input_tensor
 
 
+def _saved_shapes(path):
+    """The shapes of the variables stored in a ``.weights.h5`` file, sorted."""
+    shapes = []
+    with h5py.File(path, "r") as file:
+        file.visititems(lambda _, item: shapes.append(tuple(item.shape)) if isinstance(item, h5py.Dataset) else None)
+    return sorted(shapes)
+
+
 def _load_weights(model, weights):
     if not isinstance(weights, (str, os.PathLike)):
         raise ValueError(f"weights must be None or the path to a weights file. Received: weights={weights!r}")
@@ -76,9 +86,14 @@ def _load_weights(model, weights):
     try:
         if path.endswith(".keras"):
             model.set_weights(keras.saving.load_model(path, compile=False).get_weights())
-        else:
-            model.load_weights(path)
-    except Exception as error:  # mismatched shapes or layer counts
+            return
+        # Keras loads a file holding MORE layers than the model without complaint (it keeps the
+        # first ones), so compare every stored shape with the model's before loading.
+        expected = sorted(tuple(weight.shape) for weight in model.weights)
+        if _saved_shapes(path) != expected:
+            raise ValueError("its variables' shapes differ from the model's")
+        model.load_weights(path)
+    except Exception as error:  # mismatched shapes or layer counts, or not a weights file
         raise ValueError(
             f"weights file does not match model {model.name!r} ({error}). Received: weights={path!r}"
         ) from error
@@ -88,7 +103,7 @@ def _classifier(body, *, include_top, weights, input_tensor, input_shape, poolin
                 classifier_activation, name, spec, head="dense", min_size=4):
     """Wrap ``body(inputs, spec) -> features`` into a model with the keras.applications conventions."""
     _check("pooling", pooling in POOLINGS, pooling, "must be None, 'avg' or 'max'")
-    _check("classes", isinstance(classes, int) and classes >= 1, classes, "must be a positive integer")
+    _check("classes", isinstance(classes, numbers.Integral) and not isinstance(classes, bool) and classes >= 1, classes, "must be a positive integer")
     _check("head", head in HEADS, head, "must be 'dense' or 'conv'")
     inputs = _input(input_tensor, input_shape, min_size)
     x = body(inputs, spec)
@@ -240,4 +255,4 @@ def AllCNNC(resnet_init=False, include_top=True, weights=None, input_tensor=None
                        input_shape=input_shape, pooling=pooling, classes=classes,
                        classifier_activation=classifier_activation,
                        name=name or ("all_cnn_c_resnet_init" if resnet_init else "all_cnn_c"),
-                       spec=spec, head="conv", min_size=12)
+                       spec=spec, head="conv", min_size=9)  # 9 -> 5 -> 3 -> 1 after the 3x3 valid conv
