@@ -1,0 +1,226 @@
+"""What the benchmarks time: factories ``(**kwargs) -> (step, info)``.
+
+``step()`` runs one unit of work to completion (a training step, a forward pass, a batch of
+data); ``info`` is a JSON-able dict about it (parameter count, which API was used...). Each
+factory imports its framework when called, so one worker process holds one framework
+(see ``worker.py``): Keras reads its backend once, at import.
+"""
+import os
+import tempfile
+
+import numpy as np
+
+BATCH = 128
+IMAGE_SHAPE = (32, 32, 3)
+CLASSES = 10
+
+
+def synthetic_batch(batch_size, shape=IMAGE_SHAPE, channels_first=False, seed=0):
+    """Random normal images and random labels: enough for throughput, not for accuracy."""
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((batch_size, *shape), dtype=np.float32)
+    if channels_first:
+        images = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    return images, rng.integers(0, CLASSES, size=batch_size).astype(np.int32)
+
+
+def _keras_model(model, policy):
+    import keras
+
+    from rir_keras.applications import registry
+
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        return registry.build(model)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _compiled_keras_model(model, batch_size, jit_compile, policy):
+    import keras
+
+    from rir_keras.training import TrainConfig, compile_model
+
+    keras.utils.set_random_seed(0)
+    built = _keras_model(model, policy)
+    compile_model(built, TrainConfig(batch_size=batch_size, jit_compile=jit_compile), steps_per_epoch=1000)
+    return built
+
+
+def keras_train(model="rir32", batch_size=BATCH, jit_compile="auto", policy="float32"):
+    """One ``train_on_batch`` of a registry model compiled by ``rir_keras.training.compile_model``."""
+    import keras
+
+    built = _compiled_keras_model(model, batch_size, jit_compile, policy)
+    images, labels = synthetic_batch(batch_size)
+    step = lambda: built.train_on_batch(images, labels)  # noqa: E731 (returns numpy: synchronous)
+    step()
+    info = {"backend": keras.backend.backend(), "parameters": built.count_params(),
+            "jit_compile": bool(built.jit_compile), "policy": policy}
+    return step, info
+
+
+def keras_predict(model="rir32", batch_size=BATCH, jit_compile="auto", policy="float32"):
+    """One ``predict_on_batch`` (inference) of a registry model."""
+    built = _compiled_keras_model(model, batch_size, jit_compile, policy)
+    images, _ = synthetic_batch(batch_size)
+    return (lambda: built.predict_on_batch(images)), {"jit_compile": bool(built.jit_compile)}
+
+
+def torch_train(batch_size=BATCH, channels_last=False):
+    """One SGD (momentum 0.9) step of the plain-PyTorch ResNet-32 on a fixed batch."""
+    import torch
+
+    import torch_resnet32
+
+    torch.manual_seed(0)
+    model = torch_resnet32.resnet32(classes=CLASSES).train()
+    images, labels = synthetic_batch(batch_size, channels_first=True)
+    images, labels = torch.from_numpy(images), torch.from_numpy(labels).long()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    trainable, counted = torch_resnet32.parameter_count(model)
+    return step, {"parameters": counted, "trainable_parameters": trainable, "threads": torch.get_num_threads(),
+                  "torch": torch.__version__}
+
+
+def _export(model, path):
+    """Export with ``rir_keras.export`` where it exists, else Keras' own SavedModel export."""
+    try:
+        from rir_keras.export import export_saved_model, load_serving_function
+    except ImportError:
+        import tensorflow as tf
+
+        model.export(path, format="tf_saved_model", verbose=False)
+        loaded = tf.saved_model.load(path)
+        _KEEP.append(loaded)  # the serving function needs its SavedModel object alive
+        return loaded.serve, "model.export(format='tf_saved_model') + tf.saved_model.load(...).serve"
+    export_saved_model(model, path)
+    return load_serving_function(path), "rir_keras.export.export_saved_model + load_serving_function"
+
+
+_KEEP = []  # exported folders and loaded SavedModels live as long as the worker
+
+
+def saved_model_predict(model="rir32", batch_size=1):
+    """One call of an exported SavedModel's serving function, loaded back in this process."""
+    import tensorflow as tf
+
+    folder = tempfile.TemporaryDirectory(prefix=f"bench-{model}-")
+    _KEEP.append(folder)
+    serve, api = _export(_keras_model(model, "float32"), os.path.join(folder.name, "saved_model"))
+    _KEEP.append(serve)
+    images = tf.constant(synthetic_batch(batch_size)[0])
+    step = lambda: np.asarray(serve(images))  # noqa: E731
+    step()
+    return step, {"api": api}
+
+
+def layer_step(layer="plain", size=32, channels=16, batch_size=BATCH, mode="forward", jit_compile=False):
+    """One compiled forward pass or SGD training step of one layer, ``channels -> channels`` at
+    ``size x size``: ``layer="plain"`` is Conv2D + BatchNormalization + ReLU, ``"init"``,
+    ``"constant"`` or ``"shortcut"`` a ``RiRConv2D`` with that identity placement."""
+    import keras
+    import tensorflow as tf
+
+    from rir_keras.layers import RiRConv2D
+
+    keras.utils.set_random_seed(0)
+    if layer == "plain":
+        body = [keras.layers.Conv2D(channels, 3, padding="same", use_bias=False),
+                keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5), keras.layers.ReLU()]
+    else:
+        body = [RiRConv2D(channels, 3, identity=layer)]
+    model = keras.Sequential([keras.Input((size, size, channels)), *body])
+    images = tf.constant(np.random.default_rng(0).standard_normal((batch_size, size, size, channels), dtype=np.float32))
+    if mode == "forward":
+        function = tf.function(lambda: model(images, training=False), jit_compile=jit_compile)
+    else:
+        optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+        optimizer.build(model.trainable_variables)
+
+        def train():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(model(images, training=True)))
+            optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+
+        function = tf.function(train, jit_compile=jit_compile)
+    function()
+    graph = function.get_concrete_function().graph
+    types = [op.type for op in graph.get_operations()]
+    return function, {"parameters": model.count_params(), "graph_ops": len(types),
+                      "convolutions": sum(t.startswith("Conv2D") for t in types)}
+
+
+def array_batches(batch_size=BATCH, images=50000, augment=True):
+    """Produce one training batch with ``rir_keras.data.ArrayBatches`` as ``rir_keras.training``
+    configures it (shuffle, pad-crop-flip, CIFAR-10 normalization), from uint8 images in memory."""
+    from rir_keras.data import ArrayBatches
+    from rir_keras.training import normalizer
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(images, *IMAGE_SHAPE), dtype=np.uint8)
+    labels = rng.integers(0, CLASSES, size=images)
+    data = ArrayBatches(pixels, labels, batch_size=batch_size, shuffle=True, augment=augment, seed=0,
+                        preprocess=normalizer("cifar10"))
+    state = {"index": 0}
+
+    def step():
+        data[state["index"] % len(data)]
+        state["index"] += 1
+
+    return step, {"images": images}
+
+
+def _op_times(trace_dir):
+    """Seconds per TensorFlow op type in a profiler trace, summed over the executor's threads."""
+    import glob
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    totals = {}
+    for path in glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True):
+        space = xplane_pb2.XSpace()
+        with open(path, "rb") as handle:
+            space.ParseFromString(handle.read())
+        for plane in space.planes:
+            for line in plane.lines:
+                if not line.name.startswith("tf_Compute"):
+                    continue
+                for event in line.events:
+                    name = plane.event_metadata[event.metadata_id].name
+                    if ":" in name and "::" not in name:  # "scope/op_name:OpType": one op ran
+                        op_type = name.rsplit(":", 1)[1]
+                        totals[op_type] = totals.get(op_type, 0.0) + event.duration_ps * 1e-12
+    return totals
+
+
+def op_profile(model="rir32", batch_size=BATCH, steps=3):
+    """Where a training step's time goes: TensorFlow profiler trace of ``steps`` ``train_on_batch``
+    calls (XLA off, the default path), as seconds per op type. Its step does nothing."""
+    import tensorflow as tf
+
+    step, _ = keras_train(model, batch_size, jit_compile=False)
+    with tempfile.TemporaryDirectory(prefix="bench-trace-") as trace_dir:
+        tf.profiler.experimental.start(trace_dir)
+        for _ in range(steps):
+            step()
+        tf.profiler.experimental.stop()
+        totals = _op_times(trace_dir)
+    return (lambda: None), {"op_seconds": totals, "steps": steps}
+
+
+FACTORIES = {f.__name__: f for f in (keras_train, keras_predict, torch_train, saved_model_predict, layer_step,
+                                      array_batches, op_profile)}

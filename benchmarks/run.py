@@ -1,0 +1,452 @@
+"""Benchmarks of rir_keras on CPU, written as markdown (docs/benchmarks.md).
+
+    python benchmarks/run.py --output docs/benchmarks.md                 # every section (~10 min)
+    python benchmarks/run.py --sections layers --output docs/benchmarks.md  # one section
+
+Sections (each runnable alone; a run rewrites only its own sections of the output file):
+
+- layers:  the paper's "no computational overhead" claim: RiRConv2D ("init", "constant",
+           "shortcut") against Conv2D + BatchNorm + ReLU, forward and training step, compiled.
+- models:  training images/second of RiR32, ResNet32 and CNN32 on the TensorFlow and JAX backends,
+           and the peer: a plain-PyTorch ResNet-32 on the same batch.
+- export:  inference latency of an exported SavedModel at batch 1 and 128.
+- profile: where the time goes: XLA on/off, mixed_bfloat16, the data pipeline, time per op type.
+
+Each framework runs in its own worker process (worker.py); variants compared with each other are
+timed in turns within one run (timing.py), so the ratios hold on a shared, noisy machine.
+"""
+import argparse
+import datetime
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+from timing import Job, Worker, interleave, median, ratio_text, ratios
+
+SECTIONS = ("layers", "models", "export", "profile")
+TITLES = {
+    "layers": "1. One layer: RiRConv2D against Conv2D + BatchNorm + ReLU",
+    "models": "2. Whole models: training throughput, TensorFlow, JAX and the PyTorch peer",
+    "export": "3. Inference latency of the exported SavedModel",
+    "profile": "4. Where the time goes, and what makes the default path fast",
+}
+LAYER_SIZES = ((32, 16), (16, 32), (8, 64))  # (height = width, channels): the ResNet-32 stages
+PLACEMENTS = ("init", "constant", "shortcut")
+MODELS = ("rir32", "resnet32", "cnn32")
+BATCH = 128
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+def cpu_model():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    return fields.get("Model name", "?").strip()
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def version(package):
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine():
+    """One line naming the machine and the software."""
+    flags = cpu_flags()
+    bf16 = sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile", "avx512f"})
+    software = ", ".join(f"{p} {version(p)}" for p in ("tensorflow", "keras", "jax", "torch") if version(p))
+    return (f"{platform.machine()} CPU `{cpu_model()}`, {os.cpu_count()} cores, "
+            f"bf16-relevant flags: {', '.join(bf16) or 'none (no avx512f/avx512_bf16/amx)'}; "
+            f"Python {platform.python_version()}, {software}")
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class Session:
+    """Worker processes shared by the sections of one run, with their log."""
+
+    def __init__(self, repeats):
+        self.repeats = repeats
+        self.workers = {}
+        self.log = tempfile.NamedTemporaryFile("w", prefix="bench-workers-", suffix=".log", delete=False)
+
+    def worker(self, framework):
+        if framework not in self.workers:
+            say(f"starting the {framework} worker (log: {self.log.name})")
+            self.workers[framework] = Worker(framework, self.log)
+        return self.workers[framework]
+
+    def close(self):
+        for worker in self.workers.values():
+            worker.close()
+        self.log.close()
+
+
+def say(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def layers_section(session, args):
+    tf = session.worker("tensorflow")
+    rows, init_ratios, graphs = [], [], {}
+    for size, channels in LAYER_SIZES:
+        for mode in ("forward", "train"):
+            for jit in (False, True):
+                say(f"layers: {size}x{size}x{channels}, {mode}, XLA {'on' if jit else 'off'}")
+                jobs = [
+                    Job(layer, tf, f"layer-{size}-{mode}-{jit}-{layer}", args.layer_steps, "layer_step",
+                        layer=layer, size=size, channels=channels, batch_size=BATCH, mode=mode, jit_compile=jit)
+                    for layer in ("plain",) + PLACEMENTS
+                ]
+                plain, *placed = interleave(jobs, session.repeats)
+                if size == LAYER_SIZES[0][0] and not jit:
+                    graphs[mode] = jobs
+                init_ratios.append(median(ratios(placed[0], plain)))
+                rows.append([f"{size}x{size}x{channels} → {channels}", mode, "on" if jit else "off",
+                             f"{median(plain.seconds) * 1e3:.2f}"]
+                            + [ratio_text(ratios(job, plain)) for job in placed])
+    structure = "; ".join(
+        f"{job.label}: {graphs['forward'][i].info['convolutions']} / {job.info['convolutions']} convolution ops, "
+        f"{graphs['forward'][i].info['graph_ops']} / {job.info['graph_ops']} ops in all"
+        for i, job in enumerate(graphs["train"]))
+    worst = max(init_ratios)
+    verdict = (f"**\"init\" within 5% of plain: {'yes' if worst <= 1.05 else 'no'}** in every row "
+               f"(worst median ratio {worst:.3f})." if worst <= 1.05 else
+               f"**\"init\" within 5% of plain: no**: worst median ratio {worst:.3f}.")
+    return "\n".join([
+        f"Batch {BATCH}, 3x3 kernels, stride 1, channels in = channels out, float32, TensorFlow backend. "
+        "A forward pass is `model(x, training=False)`; a training step is forward in training mode, "
+        "loss `mean(y**2)`, gradients and an SGD (momentum 0.9) update of the layer's variables. Both are "
+        f"one `tf.function(jit_compile=XLA)`. Each repeat makes {args.layer_steps} rounds of one call of "
+        "each variant, the order rotated every round. Columns after `plain` are time ratios to plain (lower is faster): median [min-max] "
+        "over the repeats, each repeat's ratio taken between calls timed back to back.",
+        "",
+        table(["input → output channels", "pass", "XLA", "plain ms (median)", "init / plain",
+               "constant / plain", "shortcut / plain"], rows),
+        "",
+        verdict,
+        "",
+        f"What each variant's traced graph holds (forward / training step, {LAYER_SIZES[0][0]}x{LAYER_SIZES[0][0]}x"
+        f"{LAYER_SIZES[0][1]}, counted from `get_concrete_function().graph`): {structure}.",
+    ])
+
+
+def models_section(session, args):
+    jobs = []
+    frameworks = ["tensorflow"] + (["jax"] if args.jax and importlib.util.find_spec("jax") else [])
+    for framework in frameworks:
+        worker = session.worker(framework)
+        for model in MODELS:
+            say(f"models: building {model} on {framework}")
+            jobs.append(Job(f"{framework}:{model}", worker, f"train-{model}", args.model_steps, "keras_train",
+                            model=model, batch_size=BATCH, jit_compile="auto"))
+    torch_jobs = []
+    if args.torch and importlib.util.find_spec("torch"):
+        for layout, channels_last in (("NCHW", False), ("channels_last", True)):
+            say(f"models: building the PyTorch ResNet-32, {layout}")
+            torch_jobs.append(Job(f"torch:{layout}", session.worker("torch"), f"train-resnet32-{layout}",
+                                  args.model_steps, "torch_train", batch_size=BATCH, channels_last=channels_last))
+        jobs += torch_jobs
+    interleave(jobs, session.repeats, progress=lambda m: say(f"models: {m}"))
+    by_label = {job.label: job for job in jobs}
+    baseline = by_label["tensorflow:resnet32"]
+    rows = []
+    for job in jobs:
+        framework, model = job.label.split(":")
+        backend = "PyTorch (plain, eager)" if framework == "torch" else f"Keras, {framework} backend"
+        xla = "n/a" if framework == "torch" else ("on" if job.info["jit_compile"] else "off")
+        model = f"ResNet-32 (torch_resnet32.py), {model}" if framework == "torch" else model
+        rows.append([backend, model, xla,
+                     f"{job.info['parameters']:,}", f"{median(job.seconds) * 1e3:.0f}",
+                     f"{BATCH / median(job.seconds):.0f}", ratio_text(ratios(baseline, job))])
+    lines = [
+        f"Training steps of batch {BATCH} on synthetic data (random normal 32x32x3 images, random labels: "
+        "throughput only, no accuracy), one fixed batch in memory. Keras models are built by "
+        "`rir_keras.applications.registry` at full width and compiled by `rir_keras.training.compile_model` "
+        "with `TrainConfig` defaults (SGD momentum 0.9, `jit_compile=\"auto\"`: off for TensorFlow on a "
+        "CPU-only machine, on for JAX); one step is `model.train_on_batch`. The PyTorch peer is "
+        "`benchmarks/torch_resnet32.py` (He et al.'s CIFAR layout, option-A shortcuts) in PyTorch's default NCHW "
+        "layout and in channels_last (often faster on CPU), SGD "
+        "momentum 0.9, cross-entropy, default threads. Each framework runs in its own process; each "
+        f"repeat times {args.model_steps} steps of every row in turns. Parameters include batch-norm "
+        "statistics.",
+        "",
+        table(["framework", "model", "XLA", "parameters", "ms / step (median)", "images / s",
+               "throughput / TF ResNet32"], rows),
+    ]
+    summary = []
+    for framework in frameworks:
+        rir, resnet = by_label[f"{framework}:rir32"], by_label[f"{framework}:resnet32"]
+        summary.append(f"- {framework}: RiR32 time / ResNet32 time = {ratio_text(ratios(rir, resnet))}.")
+    if "jax" in frameworks:
+        jax_job = by_label["jax:resnet32"]
+        summary.append(f"- ResNet32 throughput, JAX / TensorFlow = {ratio_text(ratios(baseline, jax_job))}.")
+    for torch_job in torch_jobs:
+        layout = torch_job.label.split(":")[1]
+        summary.append(f"- **The peer ({layout}): our TensorFlow ResNet32 training throughput / PyTorch ResNet-32 = "
+                       f"{ratio_text(ratios(torch_job, baseline))}**"
+                       + (f"; our JAX ResNet32 / PyTorch = {ratio_text(ratios(torch_job, by_label['jax:resnet32']))}"
+                          if "jax" in frameworks else "") + ".")
+    if torch_jobs:
+        info = torch_jobs[0].info
+        summary.append(f"- Same batch, input size and optimizer. Parameters: ours {baseline.info['parameters']:,}, "
+                       f"PyTorch {info['parameters']:,}, of which {info['trainable_parameters']:,} trainable in "
+                       f"both (the rest are batch-norm statistics); torch {info['torch']}, {info['threads']} threads, "
+                       "eager mode (no `torch.compile`).")
+    else:
+        summary.append("- PyTorch is not installed (`pip install -e '.[bench]'`): no peer measured.")
+    return "\n".join(lines + ["", "Ratios (median [min-max] over repeats):", ""] + summary)
+
+
+def export_section(session, args):
+    tf = session.worker("tensorflow")
+    jobs = []
+    for batch, steps in ((1, args.latency_steps), (BATCH, max(1, args.model_steps))):
+        for model in ("rir32", "resnet32"):
+            say(f"export: {model} at batch {batch}")
+            jobs.append(Job(f"{model}:{batch}:saved_model", tf, f"serve-{model}-{batch}", steps,
+                            "saved_model_predict", model=model, batch_size=batch))
+        jobs.append(Job(f"rir32:{batch}:keras", tf, f"predict-rir32-{batch}", steps, "keras_predict",
+                        model="rir32", batch_size=batch))
+    interleave(jobs, session.repeats, progress=lambda m: say(f"export: {m}"))
+    rows = []
+    for job in jobs:
+        model, batch, kind = job.label.split(":")
+        api = job.info["api"] if kind == "saved_model" else "Keras `predict_on_batch` (XLA off), for reference"
+        rows.append([model, batch, api, f"{median(job.seconds) * 1e3:.2f}",
+                     f"{int(batch) / median(job.seconds):.0f}"])
+    rir1, res1 = jobs[0], jobs[1]
+    rir128, res128 = jobs[3], jobs[4]
+    return "\n".join([
+        "Each model (full width, float32) is exported as a TensorFlow SavedModel, loaded back in the "
+        "same worker process, and its serving function called on a fixed batch of random images "
+        "(the result copied to numpy). Latency is wall time per call, median over repeats; "
+        f"each repeat makes {args.latency_steps} calls at batch 1 and {max(1, args.model_steps)} at batch {BATCH}.",
+        "",
+        table(["model", "batch", "how it is served", "ms / call (median)", "images / s"], rows),
+        "",
+        f"- RiR32 / ResNet32 latency: batch 1 {ratio_text(ratios(rir1, res1))}, "
+        f"batch {BATCH} {ratio_text(ratios(rir128, res128))}.",
+    ])
+
+
+def profile_section(session, args):
+    tf = session.worker("tensorflow")
+    variants = (("default: XLA off (`jit_compile=\"auto\"` on CPU), float32", False, "float32"),
+                ("XLA on, float32", True, "float32"),
+                ("XLA off, mixed_bfloat16", False, "mixed_bfloat16"),
+                ("XLA on, mixed_bfloat16", True, "mixed_bfloat16"))
+    jobs = []
+    for label, jit, policy in variants:
+        say(f"profile: rir32, {label}")
+        jobs.append(Job(label, tf, f"profile-{jit}-{policy}", args.profile_steps, "keras_train",
+                        model="rir32", batch_size=BATCH, jit_compile=jit, policy=policy))
+    say("profile: data pipeline")
+    data = Job("data", tf, "array-batches", args.data_steps, "array_batches", batch_size=BATCH)
+    interleave(jobs + [data], session.repeats, progress=lambda m: say(f"profile: {m}"))
+    default = jobs[0]
+    rows = [[job.label, f"{median(job.seconds) * 1e3:.0f}", f"{BATCH / median(job.seconds):.0f}",
+             ratio_text(ratios(default, job))] for job in jobs]
+    batch_ms = median(data.seconds) * 1e3
+    share = [d / s for d, s in zip(data.seconds, default.seconds)]
+    traces = {}
+    for model in ("rir32", "resnet32"):
+        say(f"profile: op trace of {model}")
+        trace = tf.setup(f"trace-{model}", "op_profile", model=model, batch_size=BATCH, steps=args.trace_steps)
+        traces[model] = {op: seconds / trace["steps"] for op, seconds in trace["op_seconds"].items()}
+    op_rows = op_table_rows(traces, top=12)
+    fastest = max(jobs, key=lambda job: median(ratios(default, job)))
+    return "\n".join([
+        f"RiR32, full width, batch {BATCH}, synthetic data, `train_on_batch` as in section 2, one worker "
+        f"process, all rows timed in turns ({args.profile_steps} step(s) of each per repeat). Speed-up is "
+        "the default's time / the variant's time (higher is faster).",
+        "",
+        table(["variant", "ms / step (median)", "images / s", "speed-up vs default"], rows),
+        "",
+        f"Fastest: **{fastest.label}** ({ratio_text(ratios(default, fastest))} × the default). "
+        "This CPU has no bf16 arithmetic (see the machine line), so bf16 runs emulated.",
+        "",
+        "**Data pipeline.** One training batch from `rir_keras.data.ArrayBatches` as `rir_keras.training` "
+        "configures it (shuffle, pad-4 crop + flip, CIFAR-10 normalization, float32) from 50,000 uint8 "
+        f"images in memory: {batch_ms:.2f} ms / batch (median; {args.data_steps} batches a repeat), "
+        f"= {ratio_text([100 * s for s in share])} % of a default training step. `model.fit` fetches "
+        "batches on a background thread (PyDataset's default), so this mostly overlaps the step.",
+        "",
+        f"**Time per op type**, TensorFlow profiler (`tf.profiler.experimental`), {args.trace_steps} "
+        "`train_on_batch` steps of the default path (XLA off, float32) after one warm-up, each op's time "
+        "summed over the executor's threads (ops can run two at a time, so the sum can exceed wall time); "
+        "ordered by RiR32's time:",
+        "",
+        table(["op type", "RiR32 ms / step", "RiR32 share", "ResNet32 ms / step", "ResNet32 share"], op_rows),
+    ])
+
+
+def op_table_rows(traces, top):
+    """Rows ``op, then ms / step and share for each model``, the first model's ``top`` ops first,
+    then one row for all the others."""
+    first = next(iter(traces.values()))
+    ordered = sorted(first, key=lambda op: -first[op])
+    shown = ordered[:top]
+    totals = {model: sum(ops.values()) for model, ops in traces.items()}
+    rows = []
+    for op in shown + ["(all others)"]:
+        row = [op]
+        for model, ops in traces.items():
+            seconds = ops.get(op, 0.0) if op in shown else sum(s for o, s in ops.items() if o not in shown)
+            row += [f"{seconds * 1e3:.1f}", f"{100 * seconds / totals[model]:.1f}%"]
+        rows.append(row)
+    return rows
+
+
+RUNNERS = {"layers": layers_section, "models": models_section, "export": export_section,
+           "profile": profile_section}
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows])
+
+
+HEADER = """# Benchmarks
+
+Written by `benchmarks/run.py` (do not edit by hand: run it again). Each section below says the
+command that produced it, the machine, the date and the repeats. Every figure is a median over
+repeats; ratios are taken repeat by repeat between variants timed in turns in the same run (the
+machine is shared, so absolute times are noisy and ratios are the figures to read), and given as
+median [min-max]. Section 2 runs on synthetic data: it measures throughput, not accuracy.
+
+Run all sections: `make bench` (installs torch==2.13.0, the CPU build, then runs
+`.venv/bin/python benchmarks/run.py --output docs/benchmarks.md`), or one section:
+`.venv/bin/python benchmarks/run.py --sections layers --output docs/benchmarks.md`.
+"""
+
+
+def begin(name):
+    return f"<!-- begin section: {name} -->"
+
+
+def end(name):
+    return f"<!-- end section: {name} -->"
+
+
+def read_sections(path):
+    """The sections already in ``path``: ``{name: markdown}``."""
+    if not path or not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    found = {}
+    for name in SECTIONS:
+        match = re.search(re.escape(begin(name)) + r"\n(.*?)\n" + re.escape(end(name)), text, re.S)
+        if match:
+            found[name] = match.group(1)
+    return found
+
+
+def section_markdown(name, body, command, seconds, repeats):
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return "\n".join([
+        f"## {TITLES[name]}",
+        "",
+        f"Command: `{command}` · {stamp} · {repeats} repeats · section took {seconds / 60:.1f} min · "
+        f"load average at the end {load}",
+        "",
+        f"Machine: {machine()}",
+        "",
+        body,
+    ])
+
+
+def write_document(path, sections):
+    parts = [HEADER]
+    for name in SECTIONS:
+        body = sections.get(name, f"## {TITLES[name]}\n\nNot run yet: "
+                                  f"`.venv/bin/python benchmarks/run.py --sections {name} --output {path}`.")
+        parts += [begin(name), body, end(name), ""]
+    text = "\n".join(parts)
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    return text
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated, from {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("--output", help="markdown file to write; its other sections are kept")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats of every variant (default 5)")
+    parser.add_argument("--layer-steps", type=int, default=5, help="calls per repeat, section layers")
+    parser.add_argument("--model-steps", type=int, default=1, help="training steps per repeat, section models")
+    parser.add_argument("--latency-steps", type=int, default=20, help="batch-1 calls per repeat, section export")
+    parser.add_argument("--profile-steps", type=int, default=1, help="training steps per repeat, section profile")
+    parser.add_argument("--data-steps", type=int, default=20, help="batches per repeat, section profile")
+    parser.add_argument("--trace-steps", type=int, default=3, help="profiled training steps, section profile")
+    parser.add_argument("--no-jax", dest="jax", action="store_false", help="skip the JAX backend")
+    parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch peer")
+    args = parser.parse_args(argv)
+    chosen = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown or not chosen:
+        parser.error(f"--sections must name some of {', '.join(SECTIONS)}. Received: --sections={args.sections!r}")
+    for name in ("repeats", "layer_steps", "model_steps", "latency_steps", "profile_steps", "data_steps",
+                 "trace_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1. Received: {getattr(args, name)}")
+    args.sections = chosen
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    command = shlex.join([".venv/bin/python", "benchmarks/run.py", *argv])
+    sections = read_sections(args.output)
+    session = Session(args.repeats)
+    try:
+        for name in args.sections:
+            start = time.perf_counter()
+            body = RUNNERS[name](session, args)
+            sections[name] = section_markdown(name, body, command, time.perf_counter() - start, args.repeats)
+            text = write_document(args.output, sections)  # after each section: a crash keeps the rest
+            say(f"{name} done")
+    finally:
+        session.close()
+    if not args.output:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
