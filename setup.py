@@ -22,6 +22,7 @@ setup(
         "keras-tuner>=1.4.7,<1.5",
         "tensorboard>=2.18,<2.22",
         "numpy>=1.26,<3",
+        "h5py>=3.10",
         "pillow>=10",
         "matplotlib>=3.8,<4",
         "pyyaml>=6,<7",
