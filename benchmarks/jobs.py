@@ -97,7 +97,8 @@ def torch_train(batch_size=BATCH, channels_last=False):
 
 
 def _export(model, path):
-    """Export with ``rir_keras.export`` where it exists, else Keras' own SavedModel export."""
+    """``(serve, input dtype, how)``: ``rir_keras.export`` where it exists (raw uint8 images, the input
+    normalization inside the graph), else Keras' own SavedModel export (float32, normalized images)."""
     try:
         from rir_keras.export import export_saved_model, load_serving_function
     except ImportError:
@@ -106,24 +107,24 @@ def _export(model, path):
         model.export(path, format="tf_saved_model", verbose=False)
         loaded = tf.saved_model.load(path)
         _KEEP.append(loaded)  # the serving function needs its SavedModel object alive
-        return loaded.serve, "model.export(format='tf_saved_model') + tf.saved_model.load(...).serve"
+        return loaded.serve, np.float32, "`model.export(format='tf_saved_model')` + `tf.saved_model.load(...).serve`, float32"
     export_saved_model(model, path)
-    return load_serving_function(path), "rir_keras.export.export_saved_model + load_serving_function"
+    return (load_serving_function(path), np.uint8,
+            "`rir_keras.export.export_saved_model` + `load_serving_function`, uint8 images (normalization in the graph)")
 
 
 _KEEP = []  # exported folders and loaded SavedModels live as long as the worker
 
 
 def saved_model_predict(model="rir32", batch_size=1):
-    """One call of an exported SavedModel's serving function, loaded back in this process."""
-    import tensorflow as tf
-
+    """One call of an exported SavedModel's serving function, loaded back in this process; the
+    result comes back as numpy."""
     folder = tempfile.TemporaryDirectory(prefix=f"bench-{model}-")
     _KEEP.append(folder)
-    serve, api = _export(_keras_model(model, "float32"), os.path.join(folder.name, "saved_model"))
-    _KEEP.append(serve)
-    images = tf.constant(synthetic_batch(batch_size)[0])
-    step = lambda: np.asarray(serve(images))  # noqa: E731
+    serve, dtype, api = _export(_keras_model(model, "float32"), os.path.join(folder.name, "saved_model"))
+    pixels = np.random.default_rng(0).integers(0, 256, size=(batch_size, *IMAGE_SHAPE))
+    images = pixels.astype(dtype)
+    step = lambda: serve(images)  # noqa: E731 (numpy out: synchronous)
     step()
     return step, {"api": api}
 

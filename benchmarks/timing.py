@@ -40,7 +40,9 @@ class Worker:
         return self._ask(op="setup", name=name, factory=factory, kwargs=kwargs)
 
     def run(self, name, steps):
-        return self._ask(op="run", name=name, steps=steps)["seconds"]
+        """``(wall seconds, CPU seconds of the worker process)`` of ``steps`` steps."""
+        reply = self._ask(op="run", name=name, steps=steps)
+        return reply["seconds"], reply["cpu_seconds"]
 
     def turns(self, names, steps):
         return self._ask(op="turns", names=names, steps=steps)["seconds"]
@@ -56,10 +58,13 @@ class Job:
     def __init__(self, label, worker, name, steps, factory, **kwargs):
         self.label, self.worker, self.name, self.steps = label, worker, name, steps
         self.info = worker.setup(name, factory, **kwargs)
-        self.seconds = []  # per step, one entry per repeat
+        self.seconds = []  # wall time per step, one entry per repeat
+        self.cpu_seconds = []  # CPU time of the worker process per step (burst timing only)
 
     def time(self):
-        self.seconds.append(self.worker.run(self.name, self.steps) / self.steps)
+        seconds, cpu_seconds = self.worker.run(self.name, self.steps)
+        self.seconds.append(seconds / self.steps)
+        self.cpu_seconds.append(cpu_seconds / self.steps)
 
 
 def interleave(jobs, repeats, warmup_steps=1, progress=None):

@@ -6,7 +6,8 @@ Requests on stdin, one JSON object a line; one reply a line on stdout (everythin
 print goes to stderr):
 
     {"op": "setup", "name": N, "factory": F, "kwargs": {...}}  -> the factory's info dict
-    {"op": "run", "name": N, "steps": K}                       -> {"seconds": wall time of K steps}
+    {"op": "run", "name": N, "steps": K}                       -> {"seconds": wall time of K steps,
+                                                                   "cpu_seconds": this process's CPU time}
     {"op": "turns", "names": [N, ...], "steps": K}             -> {"seconds": [total per name]}
 
 "turns" runs K rounds of one step of each name, the order rotated every round, so that a burst of
@@ -46,10 +47,10 @@ def serve(requests, replies):
                 steps[request["name"]], reply = jobs.FACTORIES[request["factory"]](**request["kwargs"])
             elif request["op"] == "run":
                 step = steps[request["name"]]
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 for _ in range(request["steps"]):
                     step()
-                reply = {"seconds": time.perf_counter() - start}
+                reply = {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
             elif request["op"] == "turns":
                 reply = {"seconds": turns([steps[name] for name in request["names"]], request["steps"])}
             else:
