@@ -1,0 +1,59 @@
+"""`rir-keras analyze`: how a trained network uses its residual and transient streams."""
+import argparse
+import os
+
+from rir_keras import analysis
+from rir_keras import data as datasets
+from rir_keras.applications.train_cli import normalization, subset
+
+
+def load_model(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model file not found: {path!r}")
+    import keras
+
+    import rir_keras  # noqa: F401  (registers our layers for loading)
+
+    return keras.saving.load_model(path, compile=False)
+
+
+def run_analyze(args):
+    model = load_model(args.model_file)
+    analysis.generalized_layers(model)  # fail before loading data when the model has no streams
+    data = None
+    if not args.norms_only:
+        split = datasets.load_split(args.dataset, args.split, data_dir=args.data_dir)
+        data = subset(split, args.limit, args.seed, "--limit")
+    report = analysis.analyze(model, data, normalization=normalization(args, data) if data else None,
+                              batch_size=args.batch_size)
+    report.update(model_file=args.model_file)
+    if data is not None:
+        report.update(dataset=str(args.dataset), split=args.split)
+    paths = analysis.write_report(report, args.output)
+    print(analysis.markdown_table(report))
+    print("wrote " + ", ".join(paths.values()))
+    return 0
+
+
+def add_analyze(subparsers):
+    parser = subparsers.add_parser(
+        "analyze", help="kernel quadrant norms and stream ablation of a trained model",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="For each generalized residual layer of a saved model: the norms of its four kernel "
+                    "quadrants, and the test accuracy with the residual or the transient stream zeroed at "
+                    "that layer's output (and at every layer at once). Writes analysis.json, analysis.md, "
+                    "norms.png and ablation.png into --output.",
+    )
+    parser.add_argument("model_file", help="a .keras file, e.g. runs/train/model.keras")
+    parser.add_argument("--output", default="runs/analysis", help="folder for the report")
+    parser.add_argument("--dataset", default="cifar10", help="as for train")
+    parser.add_argument("--data-dir", help="tensorflow-datasets data folder")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--limit", type=int, help="use a random subset of this many images")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--normalization", default="auto", choices=("auto", "cifar10", "cifar100"),
+                        help="channel statistics the model was trained with; auto: cifar100 for 100 classes, "
+                             "else cifar10")
+    parser.add_argument("--norms-only", action="store_true", help="quadrant norms only: no data, no ablation")
+    parser.set_defaults(func=run_analyze)

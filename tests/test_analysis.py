@@ -1,0 +1,222 @@
+"""Stream analysis: kernel quadrant norms, stream ablation, the `analyze` command."""
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from rir_keras import analysis, training
+from rir_keras.applications import RiRNet
+from rir_keras.cli import main
+from rir_keras.data import load_split
+from rir_keras.layers import RiRConv2D
+
+TINY = dict(blocks_per_stage=(1, 1, 1), widths=(8, 8, 8))
+CONFIG = training.TrainConfig(epochs=1, batch_size=64, normalization="cifar10", jit_compile=False)
+
+
+@pytest.fixture(scope="module")
+def archive(data_dir):
+    return data_dir / "cifar10-mini.tar.gz"
+
+
+@pytest.fixture(scope="module")
+def mini(archive):
+    """256 training and 64 test images, random (the archive is ordered by class)."""
+    rng = np.random.default_rng(0)
+    train, test = load_split(archive, "train"), load_split(archive, "test")
+    return train.subset(rng.permutation(len(train))[:256]), test.subset(rng.permutation(len(test))[:64])
+
+
+@pytest.fixture(scope="module")
+def trained(mini):
+    """A tiny RiR trained for a few steps."""
+    keras.utils.set_random_seed(0)
+    model = RiRNet(**TINY, name="tiny_rir")
+    training.compile_model(model, CONFIG, steps_per_epoch=4)
+    model.fit(training.batches(mini[0], CONFIG, training=True), epochs=1, steps_per_epoch=4, verbose=0)
+    return model
+
+
+def copy_of(model):
+    twin = keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def normalized(data):
+    return training.normalizer(CONFIG.normalization)(data.images.astype("float32"))
+
+
+def predict(model, images):
+    return model.predict(images, batch_size=64, verbose=0)
+
+
+def layer_output(model, name, images):
+    return predict(keras.Model(model.inputs, model.get_layer(name).output), images)
+
+
+# --------------------------------------------------------------------------- quadrant norms
+
+
+def built_layer(channels_in=12, filters=16, **kwargs):
+    layer = RiRConv2D(filters, **kwargs)
+    layer.build((None, 8, 8, channels_in))
+    return layer
+
+
+@pytest.mark.parametrize("identity", ["init", "constant", "shortcut"])
+def test_zero_kernel_leaves_only_the_identity(identity):
+    layer = built_layer(identity=identity, kernel_initializer="zeros")  # residual 6 in, 8 out
+    norms = analysis.quadrant_norms(layer)
+    assert norms["rr_with_identity"] == pytest.approx(np.sqrt(6))
+    for quadrant in ("rr_without_identity", "rm", "mr", "mm"):
+        assert norms[quadrant] == 0.0
+
+
+def test_he_normal_init_layer_matches_the_initializer():
+    keras.utils.set_random_seed(1)
+    layer = built_layer(channels_in=64, filters=64)  # 32 residual, 32 transient on both sides
+    norms = analysis.quadrant_norms(layer)
+    expected = np.sqrt(9 * 32 * 32 * 2 / (9 * 64))  # He normal: variance 2 / fan_in
+    for quadrant in ("rr_without_identity", "rm", "mr", "mm"):
+        assert norms[quadrant] == pytest.approx(expected, rel=0.05)
+    # ||W + I||^2 = ||W||^2 + 2 tr(W at the centre tap) + r: the identity sits on the centre diagonal.
+    kernel = keras.ops.convert_to_numpy(layer.kernel).astype("float64")
+    centre_trace = np.trace(kernel[1, 1, :32, :32] - np.eye(32))
+    assert norms["rr_with_identity"] ** 2 == pytest.approx(norms["rr_without_identity"] ** 2 + 2 * centre_trace + 32)
+
+
+def test_placements_with_equal_effective_kernels_give_equal_norms():
+    keras.utils.set_random_seed(2)
+    layers = {identity: built_layer(identity=identity) for identity in ("init", "constant", "shortcut")}
+    weights = keras.ops.convert_to_numpy(layers["init"].kernel) - layers["init"].identity_kernel()
+    for identity in ("constant", "shortcut"):
+        layers[identity].kernel.assign(weights)
+    norms = {identity: analysis.quadrant_norms(layer) for identity, layer in layers.items()}
+    for identity in ("constant", "shortcut"):
+        assert norms[identity] == pytest.approx(norms["init"], rel=1e-6)
+
+
+def test_stream_norms_follow_depth_order_and_channel_counts():
+    model = RiRNet(**TINY)
+    rows = analysis.stream_norms(model)
+    names = [layer.name for layer in model.layers if isinstance(layer, RiRConv2D)]
+    assert [row["name"] for row in rows] == names
+    assert [row["depth"] for row in rows] == list(range(1, len(names) + 1))
+    assert all(row["residual_out"] + row["transient_out"] == 8 for row in rows)
+
+
+# --------------------------------------------------------------------------- ablation
+
+
+def test_mask_zeroes_exactly_one_stream_of_the_chosen_layer(trained, mini):
+    images = normalized(mini[1])
+    name = "stage2_block1_2"  # the last layer of a block: masked before the outer-shortcut add
+    masked = analysis.ablated_model(trained, "residual", [name])
+    original = layer_output(trained, name, images)
+    ablated = layer_output(masked, f"{name}_stream_mask_1", images)
+    assert np.all(ablated[..., :4] == 0)
+    np.testing.assert_allclose(ablated[..., 4:], original[..., 4:], rtol=1e-5, atol=1e-5)
+    assert np.abs(original[..., :4]).max() > 0
+
+
+def test_zeroing_a_stream_that_is_already_zero_changes_nothing(trained, mini):
+    model = copy_of(trained)
+    images = normalized(mini[1])
+    layer = model.get_layer("stage2_block1_1")
+    r_out = layer.residual_out
+    # No weight produces this layer's transient output, and its batch norm maps 0 to 0.
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    kernel[..., r_out:] = 0.0
+    layer.kernel.assign(kernel)
+    for variable in (layer.batch_norm.beta, layer.batch_norm.moving_mean):
+        value = keras.ops.convert_to_numpy(variable)
+        value[r_out:] = 0.0
+        variable.assign(value)
+    assert np.all(layer_output(model, layer.name, images)[..., r_out:] == 0)
+
+    intact = predict(model, images)
+    np.testing.assert_allclose(predict(analysis.ablated_model(model, "transient", [layer]), images), intact,
+                               rtol=1e-6, atol=1e-7)
+    # The residual stream of the same layer does carry something: zeroing it changes the predictions.
+    assert np.abs(predict(analysis.ablated_model(model, "residual", [layer]), images) - intact).max() > 1e-3
+
+    study = analysis.ablation_study(model, mini[1], batch_size=64)
+    row = next(row for row in study["layers"] if row["name"] == layer.name)
+    assert row["transient"] == study["accuracy"]
+
+
+def test_zeroing_every_residual_stream_changes_predictions(trained, mini):
+    images = normalized(mini[1])
+    intact = predict(trained, images)
+    for stream in analysis.STREAMS:
+        assert np.abs(predict(analysis.ablated_model(trained, stream), images) - intact).max() > 1e-2
+    np.testing.assert_allclose(predict(analysis.ablated_model(trained, "residual", []), images), intact,
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_ablation_study_measures_accuracy_on_normalized_images(trained, mini):
+    study = analysis.ablation_study(trained, mini[1], batch_size=64)
+    expected = np.mean(np.argmax(predict(trained, normalized(mini[1])), axis=-1) == mini[1].labels)
+    assert study["accuracy"] == pytest.approx(expected)
+    assert study["images"] == 64 and len(study["layers"]) == 6
+    assert set(study["all_layers"]) == set(analysis.STREAMS)
+
+
+def test_nested_models_are_masked_too():
+    keras.utils.set_random_seed(3)
+    inner = RiRNet(**TINY, name="inner")
+    inputs = keras.Input((32, 32, 3))
+    outer = keras.Model(inputs, inner(inputs), name="outer")
+    images = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype("float32")
+    assert [layer.name for layer in analysis.generalized_layers(outer)] == \
+        [layer.name for layer in analysis.generalized_layers(inner)]
+    np.testing.assert_allclose(predict(analysis.ablated_model(outer, "transient"), images),
+                               predict(analysis.ablated_model(inner, "transient"), images), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_arguments_are_named():
+    plain = RiRNet(**TINY, architecture="resnet", name="tiny_resnet")
+    with pytest.raises(ValueError, match="tiny_resnet.*no generalized residual layers"):
+        analysis.analyze(plain)
+    with pytest.raises(ValueError, match="model must be a keras.Model"):
+        analysis.generalized_layers("rir32")
+    model = RiRNet(**TINY)
+    with pytest.raises(ValueError, match="stream must be one of .*Received: stream='both'"):
+        analysis.ablated_model(model, "both", [])
+    with pytest.raises(ValueError, match="Received: layers=\\['stem'\\]"):
+        analysis.ablated_model(model, "residual", ["stem"])
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_cli_writes_json_markdown_and_plots(trained, archive, tmp_path, capsys):
+    path = tmp_path / "tiny.keras"
+    trained.save(path)
+    output = tmp_path / "analysis"
+    assert main(["analyze", str(path), "--dataset", str(archive), "--limit", "64", "--batch-size", "64",
+                 "--output", str(output)]) == 0
+    report = json.loads((output / "analysis.json").read_text())
+    assert report["model"] == "tiny_rir" and report["ablation"]["images"] == 64
+    assert len(report["layers"]) == 6
+    for row in report["layers"]:
+        assert all(0.0 <= row[f"accuracy_without_{s}"] <= 1.0 for s in analysis.STREAMS)
+        assert row["rr_with_identity"] > 0
+    markdown = (output / "analysis.md").read_text()
+    assert all(f"`{row['name']}`" in markdown for row in report["layers"])
+    from matplotlib import image
+
+    for name in ("norms.png", "ablation.png"):
+        height, width = image.imread(output / name).shape[:2]
+        assert height > 200 and width > 400
+    assert "tiny_rir" in capsys.readouterr().out
+
+
+def test_cli_names_a_model_without_streams(tmp_path, capsys):
+    path = tmp_path / "plain.keras"
+    RiRNet(**TINY, architecture="cnn", name="tiny_cnn").save(path)
+    assert main(["analyze", str(path), "--norms-only", "--output", str(tmp_path / "out")]) == 2
+    assert "'tiny_cnn' has no generalized residual layers" in capsys.readouterr().err
+    assert main(["analyze", str(tmp_path / "missing.keras"), "--output", str(tmp_path / "out")]) == 2
