@@ -1,0 +1,341 @@
+"""Export a Keras image classifier for serving: a TensorFlow SavedModel, ONNX, or a ``.keras`` file.
+
+Every export takes RAW images (pixel values 0..255, channels last, RGB) of the model's input size:
+the input normalization (``rir_keras.preprocessing`` statistics) is part of the exported graph, and
+BatchNormalization runs in inference mode. The SavedModel and the ONNX file load without Keras
+and without this package (plain ``tensorflow`` or ``onnxruntime``).
+
+The serving contract (the SavedModel's signatures, the ONNX graph's input and outputs):
+
+- input ``images``: ``uint8`` of shape ``(batch, height, width, channels)``, the SavedModel's
+  ``serving_default`` signature and the ONNX graph. The SavedModel has a second signature,
+  ``serving_float32``, taking the same images as ``float32`` values in [0, 255].
+- output ``probabilities``: ``float32`` ``(batch, classes)``, the model's output (class
+  probabilities for the usual softmax head).
+- with ``top_k=K``: ``top_k_ids`` (``int32``, ``(batch, K)``, best first), ``top_k_scores``
+  (``float32``, ``(batch, K)``) and, when class names are known, ``top_k_names`` (``string``).
+
+Writes are atomic: the export goes to a temporary path beside the target, renamed into place once
+complete, so a failure never leaves a half-written export (nor a temporary one) behind.
+
+TensorFlow, tf2onnx and onnxruntime are imported inside the functions that need them, so
+``import rir_keras`` works without them.
+"""
+import contextlib
+import os
+import shutil
+import uuid
+
+import numpy as np
+
+from rir_keras import preprocessing as preprocessing_lib
+
+INPUT_NAME = "images"
+SERVING_SIGNATURE = "serving_default"  # uint8 images
+FLOAT_SIGNATURE = "serving_float32"  # float32 images in [0, 255]
+FORMATS = ("saved_model", "onnx", "keras")
+ONNX_OPSET = 17
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def normalization(preprocessing, channels):
+    """``(mean, std)`` float32 arrays on the [0, 255] scale for ``preprocessing``, or ``None``.
+
+    ``preprocessing`` is a dataset name of ``rir_keras.preprocessing`` ("cifar10", "cifar100"),
+    ``None`` (the model takes raw [0, 255] values), or a ``(mean, std)`` pair of per-channel values
+    on the [0, 255] scale.
+    """
+    if preprocessing is None:
+        return None
+    if isinstance(preprocessing, str):
+        if preprocessing not in preprocessing_lib.STATISTICS:
+            raise ValueError(f"preprocessing must be one of {sorted(preprocessing_lib.STATISTICS)}, None or "
+                             f"a (mean, std) pair. Received: preprocessing={preprocessing!r}")
+        mean, std = preprocessing_lib.statistics(preprocessing)
+    else:
+        try:
+            mean, std = (np.asarray(value, "float32").reshape(-1) for value in preprocessing)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"preprocessing must be a dataset name, None or a (mean, std) pair. "
+                             f"Received: preprocessing={preprocessing!r}") from error
+    if channels is not None and (mean.size not in (1, channels) or std.size not in (1, channels)):
+        raise ValueError(f"preprocessing needs 1 or {channels} values (the model's channels) for mean and std. "
+                         f"Received: preprocessing={preprocessing!r}")
+    if not np.all(std > 0):
+        raise ValueError(f"preprocessing's std must be positive. Received: preprocessing={preprocessing!r}")
+    return mean, std
+
+
+def image_shape(model):
+    """The ``(height, width, channels)`` a single-input image model takes (``None`` where any size goes)."""
+    if len(model.inputs) != 1:
+        raise ValueError(f"export needs a model with one image input. Received: model with {len(model.inputs)} inputs")
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3:
+        raise ValueError(f"export needs a model taking (batch, height, width, channels) images. "
+                         f"Received: model input shape {tuple(model.inputs[0].shape)}")
+    return shape
+
+
+def num_classes(model):
+    if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2 or model.outputs[0].shape[1] is None:
+        raise ValueError(f"export needs a classifier with one (batch, classes) output. "
+                         f"Received: outputs of shapes {[tuple(o.shape) for o in model.outputs]}")
+    return int(model.outputs[0].shape[1])
+
+
+def resolve_class_names(class_names, preprocessing, classes):
+    """The class names for ``top_k_names``: ``class_names`` if given, else those of the dataset
+    named by ``preprocessing`` when its class count matches, else ``None``."""
+    if class_names is None:
+        known = preprocessing_lib.CLASS_NAMES.get(preprocessing) if isinstance(preprocessing, str) else None
+        return tuple(known) if known is not None and len(known) == classes else None
+    if isinstance(class_names, str):
+        class_names = preprocessing_lib.class_names(class_names)
+    names = tuple(str(name) for name in class_names)
+    if len(names) != classes:
+        raise ValueError(f"class_names needs one name per class ({classes}). "
+                         f"Received: class_names with {len(names)} names")
+    return names
+
+
+def check_top_k(top_k, classes):
+    if top_k is None:
+        return
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= classes:
+        raise ValueError(f"top_k must be None or an integer between 1 and {classes} (the classes). "
+                         f"Received: top_k={top_k!r}")
+
+
+# ---------------------------------------------------------------- the serving graph
+
+
+class ServingGraph:
+    """Raw images -> outputs dict, in TensorFlow ops: cast, normalize, model in inference mode, top-k."""
+
+    def __init__(self, model, preprocessing="cifar10", top_k=None, class_names=None):
+        self.model = model
+        self.image_shape = image_shape(model)
+        self.classes = num_classes(model)
+        self.stats = normalization(preprocessing, self.image_shape[-1])
+        check_top_k(top_k, self.classes)
+        self.top_k = top_k
+        self.class_names = resolve_class_names(class_names, preprocessing, self.classes) if top_k else None
+
+    def input_signature(self, dtype):
+        import tensorflow as tf
+
+        return [tf.TensorSpec((None, *self.image_shape), dtype, name=INPUT_NAME)]
+
+    def expected(self, dtype):
+        dims = ", ".join("any" if d is None else str(d) for d in self.image_shape)
+        return f"{INPUT_NAME} must be a {dtype} tensor of shape (batch, {dims})"
+
+    def check_shape(self, images):
+        """Fail with a clear message (not deep inside a convolution) when ``images`` has the wrong shape."""
+        import tensorflow as tf
+
+        shape = tf.shape(images)
+        # Padded so a tensor of lower rank still yields 4 entries to compare.
+        padded = tf.concat([shape, tf.zeros([4], shape.dtype)], axis=0)
+        ok = tf.equal(tf.size(shape), 4)
+        for axis, size in enumerate(self.image_shape, start=1):
+            if size is not None:
+                ok = tf.logical_and(ok, tf.equal(padded[axis], size))
+        message = self.expected(images.dtype.name) + "; received shape:"
+        with tf.control_dependencies([tf.debugging.Assert(ok, [message, shape])]):
+            return tf.identity(images)
+
+    def __call__(self, images, check_shape=True):
+        import tensorflow as tf
+
+        if check_shape:
+            images = self.check_shape(images)
+        x = tf.cast(images, tf.float32)
+        if self.stats is not None:
+            mean, std = self.stats
+            x = (x - tf.constant(mean)) / tf.constant(std)
+        probabilities = tf.cast(self.model(x, training=False), tf.float32)
+        outputs = {"probabilities": probabilities}
+        if self.top_k:
+            scores, ids = tf.math.top_k(probabilities, k=self.top_k)
+            outputs.update(top_k_ids=ids, top_k_scores=scores)
+            if self.class_names is not None:
+                outputs["top_k_names"] = tf.gather(tf.constant(self.class_names), ids)
+        return outputs
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def _temporary_path(path, suffix=""):
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.tmp-{uuid.uuid4().hex[:8]}{suffix}")
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def _put_in_place(temporary, path):
+    """Move ``temporary`` to ``path``, replacing what is there. A file is replaced atomically; a folder
+    is swapped by two renames (the old one moved aside first, restored if the second rename fails)."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        os.replace(temporary, path)
+        return
+    aside = _temporary_path(path, ".old")
+    os.rename(path, aside)
+    try:
+        os.rename(temporary, path)
+    except BaseException:
+        os.rename(aside, path)
+        raise
+    _remove(aside)
+
+
+@contextlib.contextmanager
+def atomic_output(path, overwrite=False, suffix=""):
+    """Yield a temporary path beside ``path`` to write into; on success it is renamed to ``path``.
+
+    Refuses an existing ``path`` unless ``overwrite``. On any failure the temporary path is removed
+    and whatever was at ``path`` is left untouched.
+    """
+    path = os.fspath(path)
+    if os.path.lexists(path) and not overwrite:
+        raise FileExistsError(f"export target already exists (pass overwrite=True to replace it). "
+                              f"Received: path={path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    temporary = _temporary_path(path, suffix)
+    try:
+        yield temporary
+        _put_in_place(temporary, path)
+    finally:
+        _remove(temporary)
+
+
+# ---------------------------------------------------------------- exporters
+
+
+def _require_tensorflow_backend(what):
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(f"{what} needs the TensorFlow backend (KERAS_BACKEND=tensorflow). "
+                           f"Received: backend={keras.backend.backend()!r}")
+
+
+def export_saved_model(model, path, *, preprocessing="cifar10", top_k=None, class_names=None, overwrite=False):
+    """Write ``model`` as a TensorFlow SavedModel at ``path`` that takes raw images.
+
+    Args:
+        model: a single-input ``keras.Model`` classifying ``(batch, height, width, channels)`` images.
+        path: the SavedModel folder to write (for TensorFlow Serving: ``<base>/<model name>/<version>``).
+        preprocessing: "cifar10" or "cifar100" (that dataset's channel statistics), ``None`` (the model
+            takes raw [0, 255] values) or a ``(mean, std)`` pair on the [0, 255] scale.
+        top_k: also return the ``top_k`` best classes (``top_k_ids``, ``top_k_scores``, ``top_k_names``).
+        class_names: names for ``top_k_names``: a sequence, or "cifar10"/"cifar100"; by default those of
+            the ``preprocessing`` dataset when its class count matches the model's.
+        overwrite: replace an existing ``path`` (atomically); otherwise an existing path is an error.
+
+    Signatures: ``serving_default`` takes ``images`` as uint8, ``serving_float32`` as float32 in [0, 255];
+    both return ``probabilities`` (and the top-k outputs). Returns ``path``.
+    """
+    _require_tensorflow_backend("export_saved_model")
+    import tensorflow as tf
+
+    graph = ServingGraph(model, preprocessing, top_k, class_names)
+    signatures = {
+        name: tf.function(graph, input_signature=graph.input_signature(dtype), autograph=False).get_concrete_function()
+        for name, dtype in ((SERVING_SIGNATURE, tf.uint8), (FLOAT_SIGNATURE, tf.float32))
+    }
+    root = tf.Module()
+    # The functions capture the model's variables; the root tracks them so that they are saved. Only
+    # the signatures are saved as functions: attaching the tf.functions too would trace them again.
+    root.model_variables = list(model.variables)
+    with atomic_output(path, overwrite) as temporary:
+        tf.saved_model.save(root, temporary, signatures=signatures)
+    return path
+
+
+def export_onnx(model, path, *, preprocessing="cifar10", top_k=None, class_names=None, overwrite=False,
+                opset=ONNX_OPSET):
+    """Write ``model`` as an ONNX file at ``path`` (converted with tf2onnx) taking raw uint8 ``images``.
+
+    Same arguments and outputs as ``export_saved_model`` (its ``serving_default`` signature). Returns ``path``.
+    """
+    _require_tensorflow_backend("export_onnx")
+    try:
+        import tf2onnx
+    except ImportError as error:
+        raise RuntimeError(f"export_onnx needs tf2onnx (pip install 'rir_keras[test]'): {error}") from error
+    import tensorflow as tf
+
+    graph = ServingGraph(model, preprocessing, top_k, class_names)
+    signature = graph.input_signature(tf.uint8)
+    # onnxruntime checks the input's dtype and shape itself, so the graph needs no Assert (ONNX has none).
+    function = tf.function(lambda images: graph(images, check_shape=False), input_signature=signature)
+    with atomic_output(path, overwrite, suffix=".onnx") as temporary:
+        tf2onnx.convert.from_function(function, input_signature=signature, opset=opset, output_path=temporary)
+    return path
+
+
+def export_keras(model, path, *, preprocessing="cifar10", overwrite=False):
+    """Write a ``.keras`` model at ``path`` that takes float ``images`` in [0, 255] (normalization inside).
+
+    Loading it needs Keras and, for models with our layers, ``import rir_keras`` first. Returns ``path``.
+    """
+    import keras
+
+    if not os.fspath(path).endswith(".keras"):
+        raise ValueError(f"a Keras model file's name must end with .keras. Received: path={os.fspath(path)!r}")
+    shape = image_shape(model)
+    stats = normalization(preprocessing, shape[-1])
+    images = keras.Input(shape=shape, name=INPUT_NAME)
+    x = images
+    if stats is not None:
+        mean, std = stats
+        x = keras.layers.Normalization(mean=mean, variance=np.square(std), name="normalization")(x)
+    wrapped = keras.Model(images, model(x), name=f"{model.name}_raw_images")
+    with atomic_output(path, overwrite, suffix=".keras") as temporary:
+        wrapped.save(temporary)
+    return path
+
+
+def export(model, path, format="saved_model", **kwargs):
+    """Export ``model`` to ``path`` in ``format`` ("saved_model", "onnx" or "keras")."""
+    exporters = {"saved_model": export_saved_model, "onnx": export_onnx, "keras": export_keras}
+    if format not in exporters:
+        raise ValueError(f"format must be one of {FORMATS}. Received: format={format!r}")
+    return exporters[format](model, path, **kwargs)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_serving_function(path, signature=SERVING_SIGNATURE):
+    """A callable ``f(images) -> {output name: numpy array}`` for a signature of the SavedModel at ``path``.
+
+    ``images`` is a numpy array or tensor of the signature's dtype (uint8 for ``serving_default``).
+    Needs only TensorFlow (no Keras, no rir_keras).
+    """
+    import tensorflow as tf
+
+    if not os.path.isdir(os.fspath(path)):
+        raise FileNotFoundError(f"SavedModel folder not found. Received: path={os.fspath(path)!r}")
+    loaded = tf.saved_model.load(os.fspath(path))
+    if signature not in loaded.signatures:
+        raise ValueError(f"signature must be one of {sorted(loaded.signatures)}. Received: signature={signature!r}")
+    function = loaded.signatures[signature]
+
+    def serve(images):
+        outputs = function(**{INPUT_NAME: tf.convert_to_tensor(images)})
+        return {name: value.numpy() for name, value in outputs.items()}
+
+    serve.loaded = loaded  # keeps the restored variables alive as long as the callable
+    return serve
