@@ -145,7 +145,7 @@ class ServingGraph:
             if size is not None:
                 ok = tf.logical_and(ok, tf.equal(padded[axis], size))
         message = self.expected(images.dtype.name) + "; received shape:"
-        with tf.control_dependencies([tf.debugging.Assert(ok, [message, shape])]):
+        with tf.control_dependencies([tf.debugging.Assert(ok, [message, shape], summarize=8)]):
             return tf.identity(images)
 
     def __call__(self, images, check_shape=True):

@@ -149,9 +149,10 @@ def test_wrong_dtype_or_shape_gives_a_clear_error(exported):
     for name, entry in exported["report"].items():
         errors = entry["errors"]
         assert errors["dtype"] is not None and "uint8" in errors["dtype"] and "float" in errors["dtype"], name
-        for kind in ("shape", "rank"):
+        for kind, received in (("shape", "[5 31 32 3]"), ("rank", "[32 32 3]")):
             assert errors[kind] is not None, (name, kind)
             assert "images must be a uint8 tensor of shape (batch, 32, 32, 3)" in errors[kind], (name, errors[kind])
+            assert f"received shape:] {received}" in errors[kind], (name, errors[kind])
 
 
 def test_saved_model_cli_lists_the_signature(exported):
