@@ -1,0 +1,357 @@
+"""Tests of rir_keras.tuning: the grid as data, the hypermodel, `rir-keras tune` end to end, resume
+after a kill, and KerasTuner's distributed mode (one chief, two workers on 127.0.0.1).
+
+The searches run a tiny RiR (three blocks of two generalized residual layers, 8 channels) on 32
+images of CIFAR-10 (JPEG copy), one step per epoch.
+"""
+import csv
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+
+from rir_keras import data as datasets
+from rir_keras import training
+from rir_keras.applications import train_cli
+from rir_keras.cli import main
+from rir_keras.layers import BlockShortcut, RiRConv2D
+from rir_keras.tuning import RiRHyperModel, grid_size, load_best, load_grid, preset_names, validate_grid
+from rir_keras.tuning.search import build_recorded, trial_runs
+
+TINY = {"layers_per_block": 2, "widths": [8, 8, 8]}
+TINY_GRID = {"optimizer": ["sgd", "adam"], "identity": ["init", "constant"]}  # the "tiny" preset
+SUBPROCESS_SECONDS = 240
+# KerasTuner 1.4's oracle lock calls threading.currentThread().getName().
+pytestmark = pytest.mark.filterwarnings("ignore:(currentThread|getName):DeprecationWarning")
+
+
+def tune_args(data_dir, directory, grid="tiny", epochs=1, extra=()):
+    return ["tune", "--model", "rir_3x10", "--grid", str(grid), "--model-option", "layers_per_block=2",
+            "--model-option", "widths=[8,8,8]", "--dataset", str(data_dir / "cifar10-mini.tar.gz"),
+            "--train-limit", "32", "--test-limit", "32", "--batch-size", "16", "--steps-per-epoch", "1",
+            "--epochs", str(epochs), "--no-jit", "--verbose", "0", "--directory", str(directory),
+            "--project-name", "search", *extra]
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def subprocess_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def start_tune(args, log_path, **env):
+    command = [sys.executable, "-c", "import sys; from rir_keras.cli import main; sys.exit(main())", *args]
+    log = open(log_path, "w", encoding="utf-8")
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=subprocess_env(**env)), log
+
+
+def stop(processes):
+    for process, log in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        log.close()
+
+
+def trial_states(project):
+    """``{trial_id: status}`` from KerasTuner's trial files."""
+    states = {}
+    for name in os.listdir(project) if os.path.isdir(project) else ():
+        path = os.path.join(project, name, "trial.json")
+        if name.startswith("trial_") and os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                states[name[len("trial_"):]] = json.load(handle)["status"]
+    return states
+
+
+def assert_covers_grid_once(rows, grid):
+    points = [tuple(row[name] for name in grid) for row in rows]
+    assert sorted(points) == sorted(itertools.product(*grid.values()))  # every point, none twice
+    assert len({row["trial"] for row in rows}) == len(rows)
+    assert all(row["status"] == "COMPLETED" for row in rows)
+
+
+# --- the grid as data -------------------------------------------------------------------------
+
+def test_paper_preset_is_the_papers_grid():
+    grid = load_grid("paper")
+    assert set(preset_names()) >= {"paper", "placement", "tiny"}
+    assert set(grid) >= {"learning_rate", "optimizer", "weight_decay", "kernel_initializer", "shortcut"}
+    assert set(grid["optimizer"]) == {"sgd", "adam", "rmsprop"}
+    assert grid["shortcut"] == ["identity", "projection"]
+    # The paper's recipe is the first point: SGD, lr 0.1, L2 1e-4, He init, identity shortcuts.
+    assert [values[0] for values in grid.values()] == [0.1, "sgd", 1e-4, "he_normal", "identity", "init"]
+    assert grid_size(grid) == 3 * 3 * 3 * 2 * 2 * 1 == 108
+    assert grid_size(load_grid("placement")) == 9
+    assert load_grid("tiny") == TINY_GRID
+
+
+def test_grid_file_yaml_and_json(tmp_path):
+    yaml_file = tmp_path / "grid.yaml"
+    yaml_file.write_text("learning_rate: [1e-3, 0.1]\nweight_decay: [0, 1e-4]\nshortcut: [projection]\n")
+    grid = load_grid(yaml_file)
+    assert grid == {"learning_rate": [1e-3, 0.1], "weight_decay": [0.0, 1e-4], "shortcut": ["projection"]}
+    assert all(isinstance(v, float) for v in grid["learning_rate"] + grid["weight_decay"])  # 1e-3 is no string
+    json_file = tmp_path / "grid.json"
+    json_file.write_text(json.dumps({"optimizer": ["rmsprop"], "batch_size": [16, 32]}))
+    assert load_grid(json_file) == {"optimizer": ["rmsprop"], "batch_size": [16, 32]}
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"learning_rte": [0.1]}, "learning_rte: unknown hyperparameter; known: learning_rate"),
+    ({"learning_rate": ["fast"]}, "Received: learning_rate='fast'"),
+    ({"learning_rate": [0]}, "must be a number > 0. Received: learning_rate=0"),
+    ({"optimizer": ["nadam"]}, "Received: optimizer='nadam'"),
+    ({"batch_size": [True]}, "Received: batch_size=True"),
+    ({"momentum": [1.5]}, "Received: momentum=1.5"),
+    ({"kernel_initializer": ["he_nromal"]}, "Received: kernel_initializer='he_nromal'"),
+    ({"shortcut": ["conv"]}, "Received: shortcut='conv'"),
+    ({"identity": ["init", "init"]}, "must not repeat. Received: identity=['init', 'init']"),
+    ({"weight_decay": []}, "non-empty list of values. Received: weight_decay=[]"),
+    ({"weight_decay": 1e-4}, "non-empty list of values. Received: weight_decay=0.0001"),
+    ({}, "non-empty mapping"),
+    (["learning_rate"], "non-empty mapping"),
+])
+def test_grid_validation_names_argument_and_value(raw, message):
+    with pytest.raises(ValueError, match="<grid>: ") as error:
+        validate_grid(raw)
+    assert message in str(error.value)
+
+
+def test_grid_source_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"preset \(paper, placement, tiny\).*Received: grid='papr'"):
+        load_grid("papr")
+    with pytest.raises(FileNotFoundError, match="Received: grid="):
+        load_grid(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("learning_rate: [0.1, 0.01\noptimizer: sgd]\n")
+    with pytest.raises(ValueError, match=r"(?s)broken.yaml: not valid YAML .*Received: grid="):
+        load_grid(broken)
+    broken_json = tmp_path / "broken.json"
+    broken_json.write_text('{"optimizer": ["sgd",]}')
+    with pytest.raises(ValueError, match=r"broken.json: not valid JSON"):
+        load_grid(broken_json)
+    bad_value = tmp_path / "bad.yaml"
+    bad_value.write_text("optimizer: [sgd, adamw]\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: optimizer: .*Received: optimizer='adamw'"):
+        load_grid(bad_value)
+
+
+# --- the hypermodel ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mini(data_dir):
+    train = datasets.load_split(data_dir / "cifar10-mini.tar.gz", "train").subset(slice(0, 32))
+    test = datasets.load_split(data_dir / "cifar10-mini.tar.gz", "test").subset(slice(0, 32))
+    return train, test
+
+
+def hyperparameters(grid, **values):
+    hp = keras_tuner.HyperParameters()
+    for name, choices in grid.items():
+        hp.Choice(name, choices)
+    hp.values.update(values)
+    return hp
+
+
+def layers_of(model, kind):
+    return [layer for layer in model.layers if isinstance(layer, kind)]
+
+
+def test_hypermodel_builds_what_the_hyperparameters_say(mini):
+    train, _ = mini
+    grid = {"learning_rate": [0.1, 0.02], "optimizer": ["sgd", "adam", "rmsprop"], "momentum": [0.9, 0.5],
+            "weight_decay": [1e-4, 0.0], "kernel_initializer": ["he_normal", "glorot_uniform"],
+            "shortcut": ["identity", "projection"], "identity": ["init", "constant", "shortcut"]}
+    config = training.TrainConfig(epochs=3, batch_size=16, jit_compile=False)
+    hypermodel = RiRHyperModel("rir_3x10", grid, train, config, TINY)
+    expected_optimizers = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}
+    for values in [
+        dict(learning_rate=0.1, optimizer="sgd", momentum=0.9, weight_decay=1e-4, kernel_initializer="he_normal",
+             shortcut="identity", identity="init"),
+        dict(learning_rate=0.02, optimizer="adam", momentum=0.9, weight_decay=0.0, kernel_initializer="glorot_uniform",
+             shortcut="projection", identity="constant"),
+        dict(learning_rate=0.02, optimizer="rmsprop", momentum=0.5, weight_decay=1e-4, kernel_initializer="he_normal",
+             shortcut="projection", identity="shortcut"),
+    ]:
+        model = hypermodel.build(hyperparameters(grid, **values))
+        optimizer = model.optimizer
+        assert type(optimizer) is expected_optimizers[values["optimizer"]]
+        assert float(optimizer.learning_rate) == pytest.approx(values["learning_rate"])  # step 0 of the schedule
+        if values["optimizer"] != "adam":
+            assert optimizer.momentum == values["momentum"]
+        convs = layers_of(model, RiRConv2D)
+        assert len(convs) == 6  # 3 blocks x 2 generalized residual layers
+        for layer in convs:
+            assert layer.identity == values["identity"]
+            if values["weight_decay"]:
+                assert float(layer.kernel_regularizer.l2) == pytest.approx(values["weight_decay"])
+            else:
+                assert layer.kernel_regularizer is None
+            base = keras.initializers.get(values["kernel_initializer"])
+            assert type(layer.kernel_initializer) is type(base)
+        assert type(model.get_layer("stem_conv").kernel_initializer) is type(keras.initializers.get(values["kernel_initializer"]))
+        shortcuts = layers_of(model, BlockShortcut)
+        downsampling = [s for s in shortcuts if s.strides != (1, 1)]
+        assert len(downsampling) == 2
+        for shortcut in downsampling:
+            assert shortcut.mode == values["shortcut"]
+            assert (shortcut.projection is not None) == (values["shortcut"] == "projection")
+        # L2 reaches the loss: the model's regularization losses are there exactly when the grid says so.
+        assert bool(model.losses) == bool(values["weight_decay"])
+
+
+def test_hypermodel_takes_fixed_options_and_checks_them(mini):
+    train, _ = mini
+    config = training.TrainConfig(epochs=1, batch_size=16, jit_compile=False)
+    with pytest.raises(ValueError, match="Received: model='rir99'"):
+        RiRHyperModel("rir99", TINY_GRID, train, config)
+    with pytest.raises(ValueError, match=r"Received: model_options keys \['identity'\]"):
+        RiRHyperModel("rir_3x10", TINY_GRID, train, config, {**TINY, "identity": "init"})
+    hypermodel = RiRHyperModel("rir32", {"optimizer": ["sgd"]}, train, config, {"width_multiplier": 0.125})
+    model = hypermodel.build(hyperparameters({"optimizer": ["sgd"]}))
+    assert [layer.filters for layer in layers_of(model, RiRConv2D)][::10] == [2, 4, 8]  # 16/32/64 x 0.125
+
+
+# --- the command line, end to end ----------------------------------------------------------------
+
+def test_tune_cli_end_to_end(tmp_path, data_dir, capsys):
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text("learning_rate: [0.05, 1e-3]\noptimizer: [sgd, rmsprop]\n")
+    directory = tmp_path / "tune"
+    assert main(tune_args(data_dir, directory, grid_file, epochs=2, extra=["--max-trials", "3"])) == 0
+    output = capsys.readouterr().out
+    assert "tensorflow on " in output
+    project = directory / "search"
+    rows = read_csv(project / "results.csv")
+    # --max-trials 3 of the 4 points: the first three in grid order, each once.
+    assert sorted((float(r["learning_rate"]), r["optimizer"]) for r in rows) == [
+        (1e-3, "sgd"), (0.05, "rmsprop"), (0.05, "sgd")]
+    assert all(r["status"] == "COMPLETED" and r["epochs"] == "2" and r["best_epoch"] in ("1", "2") for r in rows)
+    assert all(r["tuner"] == "tuner0" for r in rows)
+    accuracies = [float(r["val_accuracy"]) for r in rows]
+    assert accuracies == sorted(accuracies, reverse=True)
+    markdown = (project / "results.md").read_text()
+    for row in rows:
+        assert f"| {row['trial']} | COMPLETED | " in markdown
+    assert "3 of 3 trials finished" in markdown
+    # TensorBoard logs with KerasTuner's HParams for every trial.
+    for row in rows:
+        assert os.listdir(project / "tensorboard" / row["trial"])
+
+    # The best weights, in a model built from the best config, are the best trial's best epoch:
+    # they give the same predictions as KerasTuner's checkpoint in the hypermodel's own model, and
+    # the validation accuracy that was recorded for that epoch.
+    record = json.loads((project / "best.json").read_text())
+    assert record["trial"] == rows[0]["trial"]
+    assert record["val_accuracy"] == pytest.approx(float(rows[0]["val_accuracy"]))
+    assert record["hyperparameters"]["optimizer"] == rows[0]["optimizer"]
+    best = load_best(str(project))
+    test = train_cli.subset(datasets.load_split(data_dir / "cifar10-mini.tar.gz", "test"), 32, 0, "--test-limit")
+    config = training.TrainConfig(**record["train_config"])
+    images = training.batches(test, config, training=False)[0][0]
+    train = train_cli.subset(datasets.load_split(data_dir / "cifar10-mini.tar.gz", "train"), 32, 0, "--train-limit")
+    grid = load_grid(grid_file)
+    hypermodel = RiRHyperModel("rir_3x10", grid, train, config, {k: v for k, v in record["model_options"].items() if k not in grid})
+    reference = hypermodel.build(hyperparameters(grid, **record["hyperparameters"]))
+    reference.load_weights(project / f"trial_{record['trial']}" / "checkpoint.weights.h5")
+    np.testing.assert_allclose(best.predict(images, verbose=0), reference.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
+    fresh = build_recorded(record)
+    assert not np.allclose(fresh.predict(images, verbose=0), best.predict(images, verbose=0))  # the weights matter
+    best.compile(loss="sparse_categorical_crossentropy", metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    assert training.evaluate(best, test, config)["accuracy"] == pytest.approx(record["val_accuracy"])
+
+
+def test_tune_cli_rejects_bad_arguments(tmp_path, data_dir, capsys):
+    assert main(tune_args(data_dir, tmp_path, grid="nope")) == 2
+    assert "Received: grid='nope'" in capsys.readouterr().err
+    assert main(tune_args(data_dir, tmp_path, extra=["--max-trials", "0"])) == 2
+    assert "Received: --max-trials=0" in capsys.readouterr().err
+    assert main(tune_args(data_dir, tmp_path, extra=["--model-option", "identity=init"])) == 2
+    assert "is an axis of the grid" in capsys.readouterr().err
+
+
+# --- interruption and several machines ------------------------------------------------------------
+
+def test_resume_after_kill_runs_no_finished_trial_again(tmp_path, data_dir, capsys):
+    directory = tmp_path / "tune"
+    project = str(directory / "search")
+    args = tune_args(data_dir, directory)
+    process = start_tune(args, tmp_path / "killed.log")
+    try:
+        deadline = time.monotonic() + SUBPROCESS_SECONDS
+        while "COMPLETED" not in trial_states(project).values():
+            assert process[0].poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no trial finished in time"
+            time.sleep(0.1)
+        process[0].send_signal(signal.SIGKILL)
+    finally:
+        stop([process])
+    finished = [t for t, status in trial_states(project).items() if status == "COMPLETED"]
+    assert 1 <= len(finished) < 4 and not os.path.exists(os.path.join(project, "results.csv"))
+    before = {t: trial_runs(project, t) for t in finished}
+
+    assert main(args) == 0
+    output = capsys.readouterr().out
+    assert "Reloading Tuner" in output
+    for trial_id in finished:
+        assert trial_runs(project, trial_id) == before[trial_id]  # not run again
+        assert f"trial {trial_id} begins" not in output
+    rows = read_csv(os.path.join(project, "results.csv"))
+    assert_covers_grid_once(rows, TINY_GRID)
+    for row in rows:  # each trial ended once; one cut short by the kill began twice
+        runs = trial_runs(project, row["trial"])
+        assert [r["event"] for r in runs].count("end") == 1
+        assert [r["event"] for r in runs][-1] == "end"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_distributed_chief_and_two_workers_share_the_grid(tmp_path, data_dir):
+    directory = tmp_path / "tune"
+    project = str(directory / "search")
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text("optimizer: [sgd, adam]\nidentity: [init, constant]\nshortcut: [identity, projection]\n")
+    args = tune_args(data_dir, directory, grid_file)
+    env = dict(KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(free_port()))
+    processes = []
+    try:
+        for tuner_id in ("chief", "worker1", "worker2"):
+            processes.append(start_tune(args, tmp_path / f"{tuner_id}.log", KERASTUNER_TUNER_ID=tuner_id, **env))
+        deadline = time.monotonic() + SUBPROCESS_SECONDS
+        for (process, _), tuner_id in zip(processes, ("chief", "worker1", "worker2")):
+            process.wait(timeout=max(1, deadline - time.monotonic()))
+            assert process.returncode == 0, (tmp_path / f"{tuner_id}.log").read_text()[-3000:]
+    finally:
+        stop(processes)
+    grid = load_grid(grid_file)
+    rows = read_csv(os.path.join(project, "results.csv"))
+    assert_covers_grid_once(rows, grid)
+    ran_by = {}
+    for row in rows:
+        runs = trial_runs(project, row["trial"])
+        assert [r["event"] for r in runs] == ["begin", "end"]  # one run, by one worker
+        assert runs[0]["tuner"] == runs[1]["tuner"] == row["tuner"]
+        ran_by.setdefault(row["tuner"], []).append(row["trial"])
+    assert set(ran_by) == {"worker1", "worker2"}  # both did some work; the chief trains nothing
+    assert sorted(sum(ran_by.values(), [])) == sorted(row["trial"] for row in rows)
+    assert "worker worker1 done" in (tmp_path / "worker1.log").read_text()
+    assert os.path.isfile(os.path.join(project, "best.weights.h5"))

@@ -1,0 +1,313 @@
+"""Grid search with KerasTuner: resumable, distributable, with a results table and the best model.
+
+The project folder (``directory/project_name``) holds KerasTuner's state (``oracle.json``, one
+``trial_*`` folder per trial, with the best epoch's weights and ``runs.jsonl``: which tuner ran it)
+and what `write_results` adds:
+
+    results.md, results.csv   every trial: hyperparameters, best validation accuracy, epochs
+    best.weights.h5           the best trial's weights (its best epoch)
+    best.json                 how to rebuild that model: registry name, constructor options,
+                              input shape, classes, hyperparameters, training configuration
+"""
+import csv
+import dataclasses
+import io
+import itertools
+import json
+import os
+import socket
+import time
+
+import keras
+import keras_tuner
+import psutil
+from keras_tuner.src.distribute import utils as distribute_utils
+from keras_tuner.src.engine import trial as trial_module
+
+from rir_keras import training
+from rir_keras.applications import registry
+
+OBJECTIVE = "val_accuracy"
+IDLE_WAIT_SECONDS = 0.5
+RUN_RECORDS = "runs.jsonl"
+METRIC_COLUMNS = ("val_accuracy", "val_loss", "accuracy", "loss", "best_epoch", "epochs")
+
+
+class ResumableGridSearchOracle(keras_tuner.oracles.GridSearchOracle):
+    """`GridSearchOracle` that resumes after a reload and keeps every worker busy.
+
+    KerasTuner 1.4's grid oracle walks the grid from the trials that have *ended*, and keeps that
+    walk (``_ordered_ids``, ``_populate_next``) out of ``oracle.json``: a reloaded search stops at
+    once or fails with a KeyError, and a second worker waits for the first one's trial to end
+    before it gets the next point. Here the next trial is simply the first point of the grid, in
+    KerasTuner's order (the first hyperparameter varies slowest, each one's default first), that
+    no trial has taken: nothing to rebuild after a reload, and as many trials at once as workers.
+    A trial that was running when the search died runs again (KerasTuner's retry queue).
+    """
+
+    def set_state(self, state):
+        super().set_state(state)
+        # KerasTuner writes a trial's file, then oracle.json. A kill between the two leaves either
+        # a finished trial still listed as running (reload would run it again: drop it) or a new
+        # RUNNING trial that no tuner owns (its grid point would count as done: run it again).
+        for tuner_id, trial in list(self.ongoing_trials.items()):
+            if trial.status in (trial_module.TrialStatus.COMPLETED, trial_module.TrialStatus.FAILED):
+                del self.ongoing_trials[tuner_id]
+                if trial.trial_id not in self.end_order:
+                    self.end_order.append(trial.trial_id)
+        owned = {trial.trial_id for trial in self.ongoing_trials.values()} | set(self._retry_queue)
+        for trial_id in self.start_order:
+            if self.trials[trial_id].status == trial_module.TrialStatus.RUNNING and trial_id not in owned:
+                self._retry_queue.append(trial_id)
+
+    # Every state file goes through a temporary file renamed into place: a kill mid-write leaves
+    # the previous, complete file (KerasTuner's own writes would leave a truncated one).
+    def save(self):
+        write_text(json.dumps(self.get_state()), self._get_oracle_fname())
+
+    def _save_trial(self, trial):
+        write_text(json.dumps(trial.get_state()), os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"))
+
+    def grid_points(self):
+        """Every point of the grid, in search order, as ``{name: value}``."""
+        space = self.get_space().space
+        choices = [[hp.default, *(v for v in hp.values if v != hp.default)] for hp in space]
+        return [dict(zip((hp.name for hp in space), point)) for point in itertools.product(*choices)]
+
+    def populate_space(self, trial_id):
+        taken = {_point_key(trial.hyperparameters.values) for trial in self.trials.values()}
+        for point in self.grid_points():
+            if _point_key(point) not in taken:
+                return {"status": trial_module.TrialStatus.RUNNING, "values": point}
+        if self.ongoing_trials:  # the grid is taken, not finished: a worker waits for the others
+            return {"status": trial_module.TrialStatus.IDLE, "values": None}
+        return {"status": trial_module.TrialStatus.STOPPED, "values": None}
+
+
+def _point_key(values):
+    return tuple(sorted(values.items()))
+
+
+class GridSearch(keras_tuner.GridSearch):
+    """`keras_tuner.GridSearch` on `ResumableGridSearchOracle`, maximizing ``val_accuracy``.
+
+    Always resumes (``overwrite=False``): finished trials of an earlier run in the same project
+    folder are kept, an interrupted one runs again. Prints one line as each trial begins and ends
+    (with this process's resident memory), and keeps ``memory``: ``[(trial_id, RSS bytes)]``.
+    """
+
+    def __init__(self, hypermodel, max_trials=None, directory=None, project_name=None, seed=None):
+        oracle = ResumableGridSearchOracle(objective=keras_tuner.Objective(OBJECTIVE, "max"),
+                                           max_trials=max_trials, seed=seed)
+        self.seed = seed
+        keras_tuner.Tuner.__init__(self, oracle, hypermodel, directory=directory, project_name=project_name,
+                                   overwrite=False)
+        self.memory = []
+        if self._is_worker():
+            self.oracle.create_trial = _waiting_when_idle(self.oracle.create_trial)
+
+    def save(self):
+        if not self._is_worker():
+            self.oracle.save()
+        write_text(json.dumps(self.get_state()), self._get_tuner_fname())
+
+    def search(self, *fit_args, **fit_kwargs):
+        if role() != "chief":
+            return super().search(*fit_args, **fit_kwargs)
+        # KerasTuner's chief (oracle_chief.start_server) checks every 20 s whether the last
+        # workers have gone once the grid is done; this one serves the same oracle and checks often.
+        self.oracle.verbose = fit_kwargs.get("verbose", self.oracle.verbose)
+        self.save()
+        serve_oracle(self.oracle)
+        return None
+
+    def on_trial_begin(self, trial):
+        print(f"[{self.tuner_id}] trial {trial.trial_id} begins: {trial.hyperparameters.values}", flush=True)
+        record_run(self.project_dir, trial.trial_id, event="begin", tuner=self.tuner_id)
+        super().on_trial_begin(trial)
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        rss = psutil.Process().memory_info().rss
+        self.memory.append((trial.trial_id, rss))
+        record_run(self.project_dir, trial.trial_id, event="end", tuner=self.tuner_id, status=trial.status, rss=rss)
+        print(f"[{self.tuner_id}] trial {trial.trial_id} ends: {trial.status}; resident memory "
+              f"{rss / 2**20:.0f} MiB", flush=True)
+
+
+def record_run(project_dir, trial_id, **fields):
+    """Append one line to ``trial_<id>/runs.jsonl``: which tuner (``KERASTUNER_TUNER_ID``), host and
+    process began or ended the trial, and when. A trial run twice (resumed) has two ``begin`` lines."""
+    fields.update(host=socket.gethostname(), pid=os.getpid(), time=time.time())
+    folder = os.path.join(str(project_dir), f"trial_{trial_id}")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, RUN_RECORDS), "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(fields, sort_keys=True) + "\n")  # one write: appends do not interleave
+
+
+def trial_runs(project_dir, trial_id):
+    """The records `record_run` wrote for a trial, oldest first (``[]`` if none reached this folder)."""
+    path = os.path.join(str(project_dir), f"trial_{trial_id}", RUN_RECORDS)
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.endswith("\n")]  # a killed write leaves no newline
+
+
+def _waiting_when_idle(create_trial):
+    """A worker whose chief has no trial for it yet asks again at once, in a loop; pause instead."""
+
+    def create(tuner_id):
+        trial = create_trial(tuner_id)
+        if trial.status == trial_module.TrialStatus.IDLE:
+            time.sleep(IDLE_WAIT_SECONDS)
+        return trial
+
+    return create
+
+
+def serve_oracle(oracle, poll_seconds=IDLE_WAIT_SECONDS):
+    """Serve ``oracle`` to the workers (KERASTUNER_ORACLE_IP:KERASTUNER_ORACLE_PORT) until the
+    search is over: no trial left, none running, and every worker told to stop."""
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    servicer = oracle_chief.OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    if not server.add_insecure_port(address):
+        raise RuntimeError(f"the chief cannot listen on {address} (port taken?). "
+                           f"Received: KERASTUNER_ORACLE_IP:KERASTUNER_ORACLE_PORT={address!r}")
+    server.start()
+    try:
+        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+            time.sleep(poll_seconds)
+    finally:
+        server.stop(grace=1)
+
+
+def role():
+    """``"chief"``, ``"worker"`` or ``"single"``: this process's part in a KerasTuner search."""
+    if not distribute_utils.has_chief_oracle():
+        return "single"
+    return "chief" if distribute_utils.is_chief_oracle() else "worker"
+
+
+def describe_devices():
+    """The backend and the accelerators it will train on, e.g. ``tensorflow on GPU:0``."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = [d.name.replace("/physical_device:", "") for d in tf.config.list_physical_devices("GPU")]
+    elif backend == "jax":
+        import jax
+
+        gpus = [str(d) for d in jax.devices() if d.platform != "cpu"]
+    elif backend == "torch":
+        import torch
+
+        gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    else:
+        gpus = []
+    return f"{backend} on {', '.join(gpus) if gpus else 'CPU'}"
+
+
+def trial_rows(oracle, axes, project_dir):
+    """One dict per trial, best validation accuracy first (unfinished and failed trials last);
+    ``tuner`` is the tuner that last ran it, from its run records."""
+    rows = []
+    for trial_id, trial in oracle.trials.items():
+        runs = trial_runs(project_dir, trial_id)
+        row = {"trial": trial_id, "status": trial.status, "tuner": runs[-1]["tuner"] if runs else None}
+        row.update({name: trial.hyperparameters.values.get(name) for name in axes})
+        for metric in METRIC_COLUMNS:
+            row[metric] = trial.metrics.get_last_value(metric) if trial.metrics.exists(metric) else None
+        for count in ("best_epoch", "epochs"):  # KerasTuner keeps every metric as a float
+            row[count] = None if row[count] is None else int(row[count])
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r[OBJECTIVE] is None, -(r[OBJECTIVE] or 0.0), r["trial"]))
+
+
+def _cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def markdown_table(rows, columns):
+    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(rows, columns):
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({c: "" if row[c] is None else row[c] for c in columns} for row in rows)
+    return buffer.getvalue()
+
+
+def write_text(text, path):
+    """Write ``text`` through a temporary file renamed into place."""
+    with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(f"{path}.tmp", path)
+
+
+def write_results(tuner, hypermodel, header=""):
+    """Write results.md, results.csv, best.weights.h5 and best.json into the project folder.
+
+    Returns the rows of the table (best first). Needs every trial's folder, so in a search over
+    several machines the chief runs it on the folder the workers share.
+    """
+    folder = str(tuner.project_dir)
+    axes = list(hypermodel.grid)
+    columns = ["trial", "status", *axes, *METRIC_COLUMNS, "tuner"]
+    rows = trial_rows(tuner.oracle, axes, folder)
+    finished = [r for r in rows if r[OBJECTIVE] is not None]
+    summary = (f"{header}{len(finished)} of {len(rows)} trials finished; objective: best {OBJECTIVE} "
+               f"over each trial's epochs.\n\n")
+    write_text(summary + markdown_table(rows, columns), os.path.join(folder, "results.md"))
+    write_text(csv_table(rows, columns), os.path.join(folder, "results.csv"))
+    if finished:
+        best = tuner.oracle.get_trial(finished[0]["trial"])
+        record = {
+            "trial": best.trial_id,
+            "model": hypermodel.model_name,
+            "model_options": hypermodel.model_kwargs(best.hyperparameters),
+            "input_shape": list(hypermodel.train_data.image_shape),
+            "classes": hypermodel.train_data.num_classes,
+            "hyperparameters": best.hyperparameters.values,
+            "train_config": dataclasses.asdict(hypermodel.trial_config(best.hyperparameters)),
+            **{metric: finished[0][metric] for metric in METRIC_COLUMNS},
+        }
+        model = build_recorded(record)  # uncompiled: the weights file gets no optimizer state
+        model.load_weights(tuner._get_checkpoint_fname(best.trial_id))
+        model.save_weights(os.path.join(folder, "best.weights.h5"))
+        training.write_json(record, os.path.join(folder, "best.json"))
+    return rows
+
+
+def build_recorded(record):
+    """The (untrained, uncompiled) model a ``best.json`` record describes."""
+    return registry.build(record["model"], input_shape=tuple(record["input_shape"]), classes=record["classes"],
+                          **record["model_options"])
+
+
+def load_best(folder):
+    """The best model of a finished search in ``folder`` (the project folder), with its weights."""
+    path = os.path.join(folder, "best.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no best.json in the search folder (has a trial finished?). Received: folder={folder!r}")
+    with open(path, encoding="utf-8") as handle:
+        model = build_recorded(json.load(handle))
+    model.load_weights(os.path.join(folder, "best.weights.h5"))
+    return model

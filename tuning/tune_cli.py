@@ -1,0 +1,107 @@
+"""`rir-keras tune`: a KerasTuner grid search over a registry model, on one machine or several."""
+import argparse
+import os
+import sys
+
+import keras
+import yaml
+
+from rir_keras import data as datasets
+from rir_keras import training
+from rir_keras.applications import registry, train_cli
+from rir_keras.tuning import grid as grids
+from rir_keras.tuning.hypermodel import RiRHyperModel
+from rir_keras.tuning.search import GridSearch, describe_devices, role, write_results
+
+
+def model_options(args, grid):
+    """The constructor options held fixed: `rir-keras train`'s model flags for the axes the grid
+    leaves out, then ``--model-option NAME=VALUE`` pairs (values read as YAML)."""
+    options = {k: v for k, v in train_cli.model_options(args).items() if k not in grid}
+    for pair in args.model_option:
+        name, equals, text = pair.partition("=")
+        if not equals or not name:
+            raise ValueError(f"--model-option must be NAME=VALUE. Received: --model-option={pair!r}")
+        if name in grid:
+            raise ValueError(f"--model-option {name} is an axis of the grid; drop one of them. Received: --model-option={pair!r}")
+        options[name] = yaml.load(text, Loader=grids._Loader)
+    return options
+
+
+def validation_data(args, train, test):
+    """``(train, validation, description)``: the test split, as the paper did, or a share of train."""
+    if args.validation_split is None:
+        return train, test, f"the {args.test_split!r} split ({len(test)} images)"
+    train, validation = datasets.split_validation(train, args.validation_split, seed=args.seed)
+    return train, validation, f"{args.validation_split:g} of the {args.train_split!r} split ({len(validation)} images)"
+
+
+def warn_overridden_flags(args, grid, defaults):
+    for name in grid:
+        if getattr(args, name) != defaults[name]:
+            print(f"rir-keras tune: the grid sets {name}; --{name.replace('_', '-')}={getattr(args, name)} is ignored",
+                  file=sys.stderr)
+
+
+def run_tune(args, flag_defaults):
+    if args.max_trials is not None and args.max_trials < 1:
+        raise ValueError(f"--max-trials must be a positive integer. Received: --max-trials={args.max_trials}")
+    grid = grids.load_grid(args.grid)
+    warn_overridden_flags(args, grid, flag_defaults)
+    options = model_options(args, grid)
+    train, test = train_cli.load_data(args)
+    train, validation, validation_source = validation_data(args, train, test)
+    keras.mixed_precision.set_global_policy(args.precision)
+    hypermodel = RiRHyperModel(args.model, grid, train, train_cli.train_config(args, train), options)
+    project = args.project_name or args.model
+    print(f"rir-keras tune: {describe_devices()}; {role()} process; grid {args.grid!r} of {grids.grid_size(grid)} "
+          f"points, max trials {args.max_trials or 'all'}; folder {os.path.join(args.directory, project)}", flush=True)
+    tuner = GridSearch(hypermodel, max_trials=args.max_trials, directory=args.directory, project_name=project,
+                       seed=args.seed)
+    callbacks = []
+    if training.tensorboard_available():  # KerasTuner adds the HParams plugin and a folder per trial
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(str(tuner.project_dir), "tensorboard")))
+    tuner.search(train, validation, callbacks=callbacks, verbose=args.verbose)
+    if role() == "worker":
+        print(f"rir-keras tune: worker {tuner.tuner_id} done", flush=True)
+        return 0
+    header = (f"Model {args.model} ({options}), dataset {args.dataset}, {len(train)} training images, "
+              f"validation on {validation_source}, {args.epochs} epochs per trial.\n")
+    rows = write_results(tuner, hypermodel, header=header)
+    folder = str(tuner.project_dir)
+    best = next((row for row in rows if row["val_accuracy"] is not None), None)
+    if best is not None:
+        print(f"rir-keras tune: best trial {best['trial']}: val_accuracy {best['val_accuracy']:.4f} with "
+              f"{ {name: best[name] for name in grid} }", flush=True)
+    print(f"rir-keras tune: {len(rows)} trials in {os.path.join(folder, 'results.md')} and results.csv; "
+          f"best model: best.weights.h5, best.json", flush=True)
+    return 0
+
+
+def add_tune(subparsers):
+    parser = subparsers.add_parser(
+        "tune", help="grid-search hyperparameters with KerasTuner",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Grid-search a registry model's hyperparameters with KerasTuner's GridSearch, maximizing "
+                    "val_accuracy. Run the same command again to resume: finished trials are kept. Several "
+                    "machines: start this same command with KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and "
+                    "KERASTUNER_ORACLE_PORT set (see docs/tuning.md). Flags set the hyperparameters the grid "
+                    "leaves out; the grid's values win.")
+    parser.add_argument("--model", required=True, help=f"one of: {', '.join(registry.names())}")
+    parser.add_argument("--grid", default="paper",
+                        help=f"a preset ({', '.join(grids.preset_names())}) or a .yaml/.yml/.json file mapping "
+                             f"hyperparameters ({', '.join(grids.HYPERPARAMETERS)}) to lists of values")
+    parser.add_argument("--max-trials", type=int, help="stop after this many trials in all (earlier runs count)")
+    parser.add_argument("--directory", default="runs/tune", help="KerasTuner's folder")
+    parser.add_argument("--project-name", help="subfolder holding the search and its results; default: the model")
+    parser.add_argument("--validation-split", type=float,
+                        help="validate on this share of the training images; default: on the test split, as the paper did")
+    parser.add_argument("--model-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a constructor argument without a flag, held fixed, VALUE read as YAML: "
+                             "widths=[8,8,8], layers_per_block=2")
+    parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="model.fit's verbosity")
+    train_cli.add_data_arguments(parser)
+    train_cli.add_model_arguments(parser)
+    train_cli.add_fit_arguments(parser)
+    defaults = {name: parser.get_default(name) for name in grids.HYPERPARAMETERS}
+    parser.set_defaults(func=lambda args: run_tune(args, defaults))
