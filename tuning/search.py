@@ -289,9 +289,14 @@ def write_results(tuner, hypermodel, header=""):
             "train_config": dataclasses.asdict(hypermodel.trial_config(best.hyperparameters)),
             **{metric: finished[0][metric] for metric in METRIC_COLUMNS},
         }
-        model = build_recorded(record)  # uncompiled: the weights file gets no optimizer state
-        model.load_weights(tuner._get_checkpoint_fname(best.trial_id))
-        model.save_weights(os.path.join(folder, "best.weights.h5"))
+        checkpoint = tuner._get_checkpoint_fname(best.trial_id)
+        if os.path.isfile(checkpoint):
+            model = build_recorded(record)  # uncompiled: the weights file gets no optimizer state
+            model.load_weights(checkpoint)
+            model.save_weights(os.path.join(folder, "best.weights.h5"))
+        else:  # workers on other machines, without a shared folder, keep their checkpoints
+            print(f"rir-keras tune: no {checkpoint} here (the worker that ran trial {best.trial_id} kept it); "
+                  f"best.json written, best.weights.h5 not", flush=True)
         training.write_json(record, os.path.join(folder, "best.json"))
     return rows
 
