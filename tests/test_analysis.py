@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rir_keras import analysis, training
-from rir_keras.applications import RiRNet
+from rir_keras.applications import RiRNet, registry
 from rir_keras.cli import main
 from rir_keras.data import load_split
 from rir_keras.layers import RiRConv2D
@@ -187,6 +187,33 @@ def test_bad_arguments_are_named():
         analysis.ablated_model(model, "both", [])
     with pytest.raises(ValueError, match="Received: layers=\\['stem'\\]"):
         analysis.ablated_model(model, "residual", ["stem"])
+
+
+WITH_STREAMS = ["resnet_init32", "resnet_init18_wide", "all_cnn_c_resnet_init", "rir32", "rir18_wide",
+                "rir32_forget", "rir_3x10"]
+WITHOUT_STREAMS = ["cnn32", "resnet32", "resnet32_forget", "all_cnn_c"]
+
+
+@pytest.mark.parametrize("name", WITH_STREAMS)
+def test_every_family_with_streams_is_analyzed(name):
+    keras.utils.set_random_seed(5)
+    # Logits: the softmax of an untrained deep network saturates and would hide a change.
+    model = registry.build(name, width_multiplier=0.125, classifier_activation=None)
+    layers = analysis.generalized_layers(model)
+    rows = analysis.stream_norms(model)
+    assert [row["name"] for row in rows] == [layer.name for layer in layers] and rows
+    images = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
+    intact = predict(model, images)
+    np.testing.assert_allclose(predict(analysis.ablated_model(model, "residual", []), images), intact,
+                               rtol=1e-6, atol=1e-7)
+    for stream in analysis.STREAMS:
+        assert np.abs(predict(analysis.ablated_model(model, stream), images) - intact).max() > 1e-6, stream
+
+
+@pytest.mark.parametrize("name", WITHOUT_STREAMS)
+def test_families_without_streams_are_refused_by_name(name):
+    with pytest.raises(ValueError, match=f"model '{name}' has no generalized residual layers.*Received: model"):
+        analysis.generalized_layers(registry.build(name, width_multiplier=0.125))
 
 
 # --------------------------------------------------------------------------- the command
