@@ -105,6 +105,7 @@ def train_config(args, data):
 
 def train_one(name, args, train_data, test_data, output_dir, overwrite=False):
     keras.mixed_precision.set_global_policy(args.precision)
+    keras.utils.set_random_seed(args.seed)  # the initial weights are part of what --seed fixes
     model = build_model(name, train_data, model_options(args))
     config = train_config(args, train_data)
     results = training.train(model, train_data, test_data, config, output_dir, overwrite=overwrite)

@@ -130,6 +130,21 @@ def test_cli_train_then_evaluate(cli_env, tmp_path, capsys):
     assert report["accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-6)  # same 64 images, same model
 
 
+def test_seed_fixes_the_initial_weights(cli_env, monkeypatch):
+    handed = []
+    monkeypatch.setattr(training, "train", lambda model, *args, **kwargs: handed.append(model.get_weights()) or {})
+    monkeypatch.setattr(training, "write_json", lambda *args: None)
+    parser = train_cli.argparse.ArgumentParser()
+    train_cli.add_train(parser.add_subparsers())
+    data = train_cli.load_data(parser.parse_args(["train", "--model", "rir32", "--dataset", "cifar10-mini", *TINY_FLAGS]))
+    for seed in ("3", "3", "4"):
+        args = parser.parse_args(["train", "--model", "rir32", "--seed", seed, *TINY_FLAGS])
+        keras.utils.set_random_seed(99)  # whatever state came before
+        train_cli.train_one("rir32", args, *data, "unused")
+    same, other = ([np.array_equal(a, b) for a, b in zip(handed[0], run)] for run in handed[1:])
+    assert all(same) and not all(other)
+
+
 def test_cli_reproduce_writes_the_table_and_resumes(cli_env, tmp_path, capsys):
     args = ["reproduce", "--table", "32", "--dataset", "cifar10-mini", "--epochs", "1", "--steps-per-epoch", "1",
             "--output", str(tmp_path), *TINY_FLAGS]
