@@ -414,7 +414,7 @@ def parse_args(argv):
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated, from {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--output", help="markdown file to write; its other sections are kept")
-    parser.add_argument("--repeats", type=int, default=7, help="timed repeats of every variant (default 5)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats of every variant (default 7)")
     parser.add_argument("--layer-steps", type=int, default=5, help="calls per repeat, section layers")
     parser.add_argument("--model-steps", type=int, default=1, help="training steps per repeat, section models")
     parser.add_argument("--latency-steps", type=int, default=20, help="batch-1 calls per repeat, section export")
