@@ -7,7 +7,7 @@ import keras
 import numpy as np
 
 from rir_keras import data as datasets
-from rir_keras import training
+from rir_keras import reporting, training
 from rir_keras.applications import paper, registry
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -111,7 +111,7 @@ def train_one(name, args, train_data, test_data, output_dir, overwrite=False):
     results = training.train(model, train_data, test_data, config, output_dir, overwrite=overwrite)
     results.update(registry_name=name, dataset=str(args.dataset), precision=args.precision,
                    model_options=model_options(args))
-    training.write_json(results, os.path.join(output_dir, "results.json"))
+    reporting.write_json(results, os.path.join(output_dir, "results.json"))
     return results
 
 
@@ -141,17 +141,13 @@ def run_evaluate(args):
 
 
 def reproduce_table(results, dataset_key):
-    lines = [
-        "| model | parameters | epochs | test accuracy (measured) | paper (reported, full training) |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
+    header = ["model", "parameters", "epochs", "test accuracy (measured)", "paper (reported, full training)"]
+    rows = []
     for name, result in results.items():
         reported = paper.reported(dataset_key, name)
-        lines.append(
-            f"| {name} | {result['parameters']:,} | {len(result['history'].get('epoch', []))} | "
-            f"{100 * result['test_accuracy']:.2f} | {'' if reported is None else f'{reported:.2f}'} |"
-        )
-    return "\n".join(lines) + "\n"
+        rows.append([name, f"{result['parameters']:,}", len(result["history"].get("epoch", [])),
+                     f"{100 * result['test_accuracy']:.2f}", "" if reported is None else f"{reported:.2f}"])
+    return reporting.markdown_table(header, rows, align=["---"] + ["---:"] * 4) + "\n"
 
 
 def run_reproduce(args):
@@ -168,10 +164,7 @@ def run_reproduce(args):
         results[name] = train_one(name, args, train_data, test_data, folder)
     key = "cifar100" if train_data.num_classes == 100 else "cifar10"
     table = reproduce_table(results, key)
-    path = os.path.join(args.output, "results.md")
-    with open(path + ".tmp", "w", encoding="utf-8") as handle:
-        handle.write(table)
-    os.replace(path + ".tmp", path)
+    reporting.write_text(table, os.path.join(args.output, "results.md"))
     print(table)
     return 0
 

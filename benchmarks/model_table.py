@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 from rir_keras.applications import registry  # noqa: E402
 from rir_keras.applications.paper import reported  # noqa: E402
 from rir_keras.layers import RiRConv2D  # noqa: E402
+from rir_keras.reporting import markdown_table  # noqa: E402
 
 SOURCES = {  # the paper's experiment each group of the registry comes from
     "32": "32-layer CIFAR-10 comparison of the four architectures (Fig. 2)",
@@ -65,10 +66,7 @@ def rows():
 def main():
     header = ("name", "constructor", "layers", "parameters", "trainable", "paper",
               "CIFAR-10 % (reported by the paper)", "CIFAR-100 % (reported by the paper)")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join(" --- " for _ in header) + "|")
-    for row in rows():
-        print("| " + " | ".join(row) + " |")
+    print(markdown_table(header, rows()))
 
 
 if __name__ == "__main__":

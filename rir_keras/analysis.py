@@ -25,7 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from rir_keras import training
+from rir_keras import reporting, training
 from rir_keras.initializers import PACKAGE
 from rir_keras.layers import RiRConv2D
 
@@ -292,14 +292,15 @@ def markdown_table(report):
                   f"{_cell(ablation['all_layers']['residual'], True)}% with the residual stream zeroed at every layer; "
                   f"{_cell(ablation['all_layers']['transient'], True)}% with the transient stream zeroed at every layer.",
                   ""]
-    lines += ["| " + " | ".join(header) + " |", "| " + " | ".join(["---:"] * len(header)) + " |"]
+    rows = []
     for row in report["layers"]:
-        cells = [str(row["depth"]), f"`{row['name']}`",
+        cells = [row["depth"], f"`{row['name']}`",
                  f"{row['residual_in']}+{row['transient_in']} → {row['residual_out']}+{row['transient_out']}",
                  *(_cell(row[q]) for q in QUADRANTS)]
         if ablation:
             cells += [_cell(row.get(f"accuracy_without_{s}"), True) for s in STREAMS]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    lines.append(reporting.markdown_table(header, rows, align="---:"))
     return "\n".join(lines) + "\n"
 
 
@@ -371,9 +372,8 @@ def write_report(report, output_dir):
     into ``output_dir``; return their paths."""
     os.makedirs(output_dir, exist_ok=True)
     paths = {name: os.path.join(output_dir, name) for name in ("analysis.json", "analysis.md", "norms.png")}
-    training.write_json(report, paths["analysis.json"])
-    with open(paths["analysis.md"], "w", encoding="utf-8") as handle:
-        handle.write(markdown_table(report))
+    reporting.write_json(report, paths["analysis.json"])
+    reporting.write_text(markdown_table(report), paths["analysis.md"])
     plot_norms(report, paths["norms.png"])
     if report.get("ablation"):
         paths["ablation.png"] = os.path.join(output_dir, "ablation.png")

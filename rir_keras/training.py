@@ -20,10 +20,10 @@ import tempfile
 import time
 
 import keras
-import numpy as np
 
 from rir_keras.data import ArrayBatches
 from rir_keras.preprocessing import statistics
+from rir_keras.reporting import write_json
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 PAPER_EPOCHS, PAPER_DECAY_EPOCHS = 82, (42, 62)
@@ -160,14 +160,6 @@ def atomic_save(model, path):
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
-
-
-def write_json(data, path):
-    """Write ``data`` as JSON through a temporary file renamed into place."""
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-    os.replace(temporary, path)
 
 
 def read_log(path):

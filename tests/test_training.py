@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from rir_keras import training
+from rir_keras import reporting, training
 from rir_keras.applications import RiRNet, train_cli
 from rir_keras.cli import main
 from rir_keras.data import load_split
@@ -133,7 +133,7 @@ def test_cli_train_then_evaluate(cli_env, tmp_path, capsys):
 def test_seed_fixes_the_initial_weights(cli_env, monkeypatch):
     handed = []
     monkeypatch.setattr(training, "train", lambda model, *args, **kwargs: handed.append(model.get_weights()) or {})
-    monkeypatch.setattr(training, "write_json", lambda *args: None)
+    monkeypatch.setattr(reporting, "write_json", lambda *args: None)
     parser = train_cli.argparse.ArgumentParser()
     train_cli.add_train(parser.add_subparsers())
     data = train_cli.load_data(parser.parse_args(["train", "--model", "rir32", "--dataset", "cifar10-mini", *TINY_FLAGS]))

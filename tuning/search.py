@@ -24,7 +24,7 @@ import psutil
 from keras_tuner.src.distribute import utils as distribute_utils
 from keras_tuner.src.engine import trial as trial_module
 
-from rir_keras import training
+from rir_keras import reporting
 from rir_keras.applications import registry
 
 OBJECTIVE = "val_accuracy"
@@ -63,10 +63,10 @@ class ResumableGridSearchOracle(keras_tuner.oracles.GridSearchOracle):
     # Every state file goes through a temporary file renamed into place: a kill mid-write leaves
     # the previous, complete file (KerasTuner's own writes would leave a truncated one).
     def save(self):
-        write_text(json.dumps(self.get_state()), self._get_oracle_fname())
+        reporting.write_text(json.dumps(self.get_state()), self._get_oracle_fname())
 
     def _save_trial(self, trial):
-        write_text(json.dumps(trial.get_state()), os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"))
+        reporting.write_text(json.dumps(trial.get_state()), os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"))
 
     def grid_points(self):
         """Every point of the grid, in search order, as ``{name: value}``."""
@@ -109,7 +109,7 @@ class GridSearch(keras_tuner.GridSearch):
     def save(self):
         if not self._is_worker():
             self.oracle.save()
-        write_text(json.dumps(self.get_state()), self._get_tuner_fname())
+        reporting.write_text(json.dumps(self.get_state()), self._get_tuner_fname())
 
     def search(self, *fit_args, **fit_kwargs):
         if role() != "chief":
@@ -241,25 +241,12 @@ def _cell(value):
     return str(value)
 
 
-def markdown_table(rows, columns):
-    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
-    lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def csv_table(rows, columns):
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows({c: "" if row[c] is None else row[c] for c in columns} for row in rows)
     return buffer.getvalue()
-
-
-def write_text(text, path):
-    """Write ``text`` through a temporary file renamed into place."""
-    with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(f"{path}.tmp", path)
 
 
 def write_results(tuner, hypermodel, header=""):
@@ -275,8 +262,9 @@ def write_results(tuner, hypermodel, header=""):
     finished = [r for r in rows if r[OBJECTIVE] is not None]
     summary = (f"{header}{len(finished)} of {len(rows)} trials finished; objective: best {OBJECTIVE} "
                f"over each trial's epochs.\n\n")
-    write_text(summary + markdown_table(rows, columns), os.path.join(folder, "results.md"))
-    write_text(csv_table(rows, columns), os.path.join(folder, "results.csv"))
+    table = reporting.markdown_table(columns, [[_cell(row[c]) for c in columns] for row in rows])
+    reporting.write_text(summary + table + "\n", os.path.join(folder, "results.md"))
+    reporting.write_text(csv_table(rows, columns), os.path.join(folder, "results.csv"))
     if finished:
         best = tuner.oracle.get_trial(finished[0]["trial"])
         record = {
@@ -297,7 +285,7 @@ def write_results(tuner, hypermodel, header=""):
         else:  # workers on other machines, without a shared folder, keep their checkpoints
             print(f"rir-keras tune: no {checkpoint} here (the worker that ran trial {best.trial_id} kept it); "
                   f"best.json written, best.weights.h5 not", flush=True)
-        training.write_json(record, os.path.join(folder, "best.json"))
+        reporting.write_json(record, os.path.join(folder, "best.json"))
     return rows
 
 
