@@ -6,7 +6,14 @@ BIN := $(VENV)/bin
 RIR_KERAS_DATA ?= $(abspath ../shared/datasets/cifar10)
 export RIR_KERAS_DATA
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install clean campaign status
+
+# The training campaign (docs/results.md): Table 1's four 32-layer models on all of CIFAR-10 (JPEG
+# copy) with the `fast` recipe, RiR-32 and ResNet-32 first, then a second seed. Runs in the
+# background at the lowest priority and resumes from its committed state in $(CAMPAIGN):
+# `kill -STOP $$(cat $(CAMPAIGN)/campaign.pid)` pauses it, `kill -CONT` resumes it.
+CAMPAIGN ?= results/table32-cifar10
+CAMPAIGN_ARGS ?= --table 32 --dataset cifar10 --recipe fast --seeds 0 1 --models rir32 resnet32 resnet_init32 cnn32
 
 $(BIN)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +26,7 @@ install: $(BIN)/.installed
 # The main job: train RiR-32 on CIFAR-10 (JPEG copy) for a short budget, offline, then evaluate it.
 demo: install
 	$(BIN)/rir-keras train --model rir32 --dataset $(RIR_KERAS_DATA)/cifar10-jpeg.tar.gz \
-		--epochs 1 --steps-per-epoch 60 --batch-size 128 --output runs/demo --overwrite
+		--epochs 1 --steps-per-epoch 60 --batch-size 128 --output runs/demo --restart
 
 test: install
 	$(BIN)/python -m pytest -q tests
@@ -27,6 +34,19 @@ test: install
 bench: install
 	$(BIN)/python -m pip install --quiet ".[bench]"
 	$(BIN)/python benchmarks/run.py --output docs/benchmarks.md
+
+campaign: install
+	@mkdir -p $(CAMPAIGN)
+	@if [ -f $(CAMPAIGN)/campaign.pid ] && kill -0 $$(cat $(CAMPAIGN)/campaign.pid) 2>/dev/null; then \
+		echo "campaign already running: PID $$(cat $(CAMPAIGN)/campaign.pid)"; \
+	else \
+		nohup nice -n 19 $(BIN)/rir-keras reproduce $(CAMPAIGN_ARGS) --output $(CAMPAIGN) --verbose 2 \
+			>> $(CAMPAIGN)/campaign.log 2>&1 & echo $$! > $(CAMPAIGN)/campaign.pid; \
+		echo "campaign started: PID $$(cat $(CAMPAIGN)/campaign.pid), log $(CAMPAIGN)/campaign.log"; \
+	fi
+
+status: install
+	$(BIN)/rir-keras reproduce --status $(CAMPAIGN)
 
 clean:
 	rm -rf $(VENV) runs

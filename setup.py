@@ -3,7 +3,7 @@ from setuptools import setup
 
 setup(
     name="rir_keras",
-    version="0.1.0",
+    version="0.2.0",
     description="Resnet in Resnet (Targ, Almeida, Lyman 2016) for Keras 3",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -14,7 +14,8 @@ setup(
         "rir_keras.applications": "applications",
         "rir_keras.tuning": "tuning",
     },
-    package_data={"rir_keras.tuning": ["presets/*.yaml"]},
+    # Shipped trained weights (applications/weights/: manifest.json and *.weights.h5, weights only).
+    package_data={"rir_keras.tuning": ["presets/*.yaml"], "rir_keras.applications": ["weights/*"]},
     install_requires=[
         "keras>=3.8,<3.16",
         "tensorflow>=2.18,<2.22",

@@ -4,7 +4,7 @@ import os
 
 from rir_keras import analysis
 from rir_keras import data as datasets
-from rir_keras.applications.train_cli import normalization, subset
+from rir_keras.applications.train_cli import subset
 
 
 def load_model(path):
@@ -24,8 +24,7 @@ def run_analyze(args):
     if not args.norms_only:
         split = datasets.load_split(args.dataset, args.split, data_dir=args.data_dir)
         data = subset(split, args.limit, args.seed, "--limit")
-    report = analysis.analyze(model, data, normalization=normalization(args, data) if data else None,
-                              batch_size=args.batch_size)
+    report = analysis.analyze(model, data, batch_size=args.batch_size)  # the model normalizes its inputs itself
     report.update(model_file=args.model_file)
     if data is not None:
         report.update(dataset=str(args.dataset), split=args.split)
@@ -52,8 +51,5 @@ def add_analyze(subparsers):
     parser.add_argument("--limit", type=int, help="use a random subset of this many images")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--normalization", default="auto", choices=("auto", "cifar10", "cifar100"),
-                        help="channel statistics the model was trained with; auto: cifar100 for 100 classes, "
-                             "else cifar10")
     parser.add_argument("--norms-only", action="store_true", help="quadrant norms only: no data, no ablation")
     parser.set_defaults(func=run_analyze)

@@ -6,7 +6,7 @@ from rir_keras import export
 from rir_keras.applications import registry
 from rir_keras.applications.train_cli import add_model_arguments, model_options
 
-PREPROCESSING = ("auto", "cifar10", "cifar100", "none")
+PREPROCESSING = ("cifar10", "cifar100")
 
 
 def load_model(args):
@@ -17,6 +17,9 @@ def load_model(args):
         raise ValueError("give either a MODEL.keras file or --model NAME --weights FILE. "
                          f"Received: model_file={args.model_file!r}, --model={args.model!r}")
     if args.model_file is not None:
+        if args.preprocessing is not None:
+            raise ValueError("a .keras model carries its own preprocessing: --preprocessing goes with --model only. "
+                             f"Received: --preprocessing={args.preprocessing}")
         if not os.path.isfile(args.model_file):
             raise FileNotFoundError(f"model file not found: {args.model_file!r}")
         import rir_keras  # noqa: F401  (registers our layers for loading)
@@ -30,28 +33,28 @@ def load_model(args):
     options = model_options(args)
     options.pop("weight_decay", None)  # a training setting: changes no weight and no prediction
     return constructor(input_shape=(args.image_size, args.image_size, 3), classes=args.classes,
-                       weights=args.weights, **options)
+                       weights=args.weights, preprocessing=args.preprocessing or "cifar10", **options)
 
 
-def preprocessing(args, model):
-    if args.preprocessing == "none":
-        return None
-    if args.preprocessing == "auto":
-        return "cifar100" if export.num_classes(model) == 100 else "cifar10"
-    return args.preprocessing
+def describe(preprocessing):
+    if isinstance(preprocessing, str):
+        return preprocessing
+    mean, std = preprocessing
+    return "mean " + ", ".join(f"{m:.4g}" for m in mean) + "; std " + ", ".join(f"{s:.4g}" for s in std)
 
 
 def run_export(args):
     if os.path.lexists(args.output) and not args.overwrite:
         raise ValueError(f"output already exists; pass --overwrite to replace it. Received: --output={args.output!r}")
     model = load_model(args)
-    options = {"preprocessing": preprocessing(args, model), "overwrite": args.overwrite}
+    preprocessing = export.require_preprocessing(model)
+    options = {"overwrite": args.overwrite}
     if args.format != "keras":
         options.update(top_k=args.top_k, class_names=args.class_names)
     elif args.top_k is not None:
         raise ValueError(f"--top-k applies to the saved_model and onnx formats. Received: --format={args.format!r}")
     export.export(model, args.output, format=args.format, **options)
-    print(f"exported {model.name} ({args.format}, preprocessing: {options['preprocessing']}) to {args.output}")
+    print(f"exported {model.name} ({args.format}, preprocessing: {describe(preprocessing)}) to {args.output}")
     return 0
 
 
@@ -59,8 +62,10 @@ def add_export(subparsers):
     parser = subparsers.add_parser(
         "export", help="export a trained model for serving (SavedModel, ONNX, .keras)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Export a trained model so that it takes raw images (uint8 pixels 0..255): the input "
-                    "normalization is inside the exported graph and batch norm runs in inference mode. "
+        description="Export a trained model so that it takes raw images (uint8 pixels 0..255): the model's "
+                    "own input normalization (its preprocessing layer) is inside the exported graph, and batch "
+                    "norm runs in inference mode; a model built without one (include_preprocessing=False) "
+                    "is refused. "
                     "The SavedModel (signatures serving_default: uint8 images, serving_float32: float32 "
                     "images in [0, 255]) and the ONNX file load without Keras or rir_keras. "
                     "For TensorFlow Serving, export to <base>/<name>/<version>, e.g. models/rir32/1.")
@@ -73,14 +78,14 @@ def add_export(subparsers):
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output (atomically)")
     parser.add_argument("--top-k", type=int, help="also output the K best class ids, scores and names")
     parser.add_argument("--class-names", choices=("cifar10", "cifar100"),
-                        help="names for top_k_names; default: those of --preprocessing's dataset if the "
-                             "class count matches")
-    parser.add_argument("--preprocessing", default="auto", choices=PREPROCESSING,
-                        help="input normalization put in the graph; auto: cifar100 for 100 classes, else "
-                             "cifar10; none: the model takes raw [0, 255] values")
+                        help="names for top_k_names; default: those of the dataset whose statistics the "
+                             "model's preprocessing layer holds, if the class count matches")
     group = parser.add_argument_group("with --model: how the model was built")
     group.add_argument("--classes", type=int, default=10)
     group.add_argument("--image-size", type=int, default=32)
+    group.add_argument("--preprocessing", choices=PREPROCESSING,
+                       help="the statistics its preprocessing layer normalizes by (default: cifar10); a model "
+                            "trained with other statistics: export its .keras file, which carries them")
     add_model_arguments(parser)
     parser.set_defaults(func=run_export)
 

@@ -3,12 +3,16 @@
 One private builder, ``_classifier``, takes a ``body`` function and adds the input, the head and
 the checks; the public constructors are thin.
 """
+import dataclasses
+import json
 import numbers
 import os
 
 import h5py
 import keras
 
+from rir_keras import preprocessing as preprocessing_lib
+from rir_keras.applications import pretrained
 from rir_keras.blocks import LayerSpec, conv_bn, stage
 
 ARCHITECTURES = {
@@ -18,14 +22,15 @@ ARCHITECTURES = {
     "resnet_init": (True, False),
     "rir": (True, True),
 }
-HEADS = ("dense", "conv")
 POOLINGS = (None, "avg", "max")
 
 DOC = """
     Args:
         include_top: whether to include the classifier head.
-        weights: ``None`` (random initialization) or the path to a weights file
-            (``.weights.h5``, or a ``.keras`` model file whose weights are taken).
+        weights: ``None`` (random initialization), ``"cifar10"`` (the weights shipped for CNN32,
+            ResNet32, ResNetInit32 and RiR32, trained on CIFAR-10: see
+            ``rir_keras.applications.pretrained``) or the path to a weights file (``.weights.h5``,
+            or a ``.keras`` model file whose weights are taken).
         input_tensor: optional Keras tensor to use as the model's input.
         input_shape: optional ``(height, width, channels)``; default ``(32, 32, 3)``.
         pooling: with ``include_top=False``: ``None`` (4D feature map), ``"avg"`` or ``"max"``.
@@ -38,12 +43,22 @@ DOC = """
             ``"shortcut"`` (see ``rir_keras.layers.RiRConv2D``).
         transient_ratio: share of channels in the transient stream of generalized layers.
         width_multiplier: scales every layer's width.
-        weight_decay: L2 penalty on every kernel.
+        weight_decay: weight decay of every kernel in He et al.'s (Torch, Caffe) sense: it adds
+            ``weight_decay * w`` to the gradient (Keras ``L2(weight_decay / 2)``). He et al.: 1e-4.
         kernel_initializer: initializer of every convolution kernel.
         forget_gate: put a forget gate ``sigmoid(conv(x) + b)`` on each block's outer shortcut.
+        include_preprocessing: normalize the inputs inside the model: a ``Normalization`` layer named
+            ``"preprocessing"`` right after the input (kept with ``include_top=False`` too), so the
+            model takes raw images in [0, 255]. ``False``: the model takes inputs already
+            normalized, e.g. by ``preprocess_input(images, preprocessing)``.
+        preprocessing: the statistics to normalize by: ``"cifar10"``, ``"cifar100"`` (that training
+            set's per-channel mean and std), a ``(mean, std)`` pair on the [0, 255] scale (1 or
+            channels values each), or ``None`` (no normalization layer, as with
+            ``include_preprocessing=False``).
 
     Returns:
-        A ``keras.Model``. Inputs are images normalized by ``preprocess_input``.
+        A ``keras.Model``. With the default ``include_preprocessing=True`` it takes raw images
+        (channels last, values in [0, 255]) and normalizes them itself.
 """
 
 
@@ -77,15 +92,47 @@ def _saved_shapes(path):
     return sorted(shapes)
 
 
+# Options that change how a layer trains, not the function it computes: ignored when comparing.
+_TRAINING_ONLY = ("name", "trainable", "dtype", "momentum", "seed")
+
+
+def _architecture(model):
+    """Each layer's class, name and the configuration that decides its function, the input excepted."""
+    def functional(config):
+        return {key: value for key, value in config.items() if key not in _TRAINING_ONLY
+                and not key.endswith(("_initializer", "_regularizer", "_constraint"))}
+
+    return [(type(layer).__name__, layer.name, json.dumps(functional(layer.get_config()), sort_keys=True, default=str))
+            for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def _check_same_architecture(model, saved):
+    """Raise unless ``saved`` computes the same function as ``model`` for the same weights."""
+    mine, theirs = _architecture(model), _architecture(saved)
+    for index, (ours, stored) in enumerate(zip(mine, theirs)):
+        if ours != stored:
+            raise ValueError(f"layer {index + 1} is {stored[0]} {stored[1]!r} in the file but {ours[0]} {ours[1]!r} "
+                             "(or its configuration differs) in the model")
+    if len(mine) != len(theirs):
+        raise ValueError(f"the file's model has {len(theirs)} layers, this one {len(mine)}")
+
+
 def _load_weights(model, weights):
+    if pretrained.is_requested(weights):  # weights="cifar10", checked by the constructor (pretrained.request)
+        pretrained.load_into(model, weights)
+        return
     if not isinstance(weights, (str, os.PathLike)):
-        raise ValueError(f"weights must be None or the path to a weights file. Received: weights={weights!r}")
+        raise ValueError(f"weights must be None, {', '.join(map(repr, pretrained.DATASETS))} or the path to a "
+                         f"weights file. Received: weights={weights!r}")
     path = os.fspath(weights)
     if not os.path.isfile(path):
-        raise ValueError(f"weights file not found. Received: weights={path!r}")
+        raise ValueError(f"weights file not found: weights must be None, {', '.join(map(repr, pretrained.DATASETS))} "
+                         f"or the path to a .weights.h5 or .keras file. Received: weights={path!r}")
     try:
         if path.endswith(".keras"):
-            model.set_weights(keras.saving.load_model(path, compile=False).get_weights())
+            saved = keras.saving.load_model(path, compile=False)
+            _check_same_architecture(model, saved)
+            model.set_weights(saved.get_weights())
             return
         # Keras loads a file holding MORE layers than the model without complaint (it keeps the
         # first ones), so compare every stored shape with the model's before loading.
@@ -99,22 +146,48 @@ def _load_weights(model, weights):
         ) from error
 
 
+def _dense_head(x, classes, spec):
+    """Global average pool, then a dense layer (He et al.'s CIFAR ResNets)."""
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return keras.layers.Dense(classes, kernel_regularizer=spec.regularizer, name="logits")(x)
+
+
+def _conv_head(x, classes, spec):
+    """A 1x1 convolution to the classes, then global average pool (the 18-layer wide networks)."""
+    x = keras.layers.Conv2D(classes, 1, kernel_initializer=spec.initializer("logits"),
+                            kernel_regularizer=spec.regularizer, name="logits")(x)
+    return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+
+
+def _conv_bn_relu_head(x, classes, spec):
+    """ALL-CNN-C's class layer: a 1x1 convolution to the classes with batch norm and ReLU, then
+    global average pool (Springenberg et al. put a ReLU on it; the paper adds batch norm everywhere)."""
+    x = conv_bn(x, classes, dataclasses.replace(spec, generalized=False), kernel_size=1, name="logits")
+    return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+
+
+HEADS = {"dense": _dense_head, "conv": _conv_head, "conv_bn_relu": _conv_bn_relu_head}
+
+
 def _classifier(body, *, include_top, weights, input_tensor, input_shape, pooling, classes,
-                classifier_activation, name, spec, head="dense", min_size=4):
-    """Wrap ``body(inputs, spec) -> features`` into a model with the keras.applications conventions."""
+                classifier_activation, name, spec, head="dense", min_size=4, include_preprocessing=True,
+                preprocessing="cifar10"):
+    """Wrap ``body(inputs, spec) -> features`` into a model with the keras.applications conventions:
+    the input, the preprocessing layer right after it, the body, the head."""
+    _check("include_preprocessing", isinstance(include_preprocessing, bool), include_preprocessing, "must be True or False")
+    preprocessing_lib.resolve(preprocessing)  # a bad value fails even when no layer is built
     _check("pooling", pooling in POOLINGS, pooling, "must be None, 'avg' or 'max'")
     _check("classes", isinstance(classes, numbers.Integral) and not isinstance(classes, bool) and classes >= 1, classes, "must be a positive integer")
-    _check("head", head in HEADS, head, "must be 'dense' or 'conv'")
+    _check("head", head in HEADS, head, f"must be one of {sorted(HEADS)}")
     inputs = _input(input_tensor, input_shape, min_size)
-    x = body(inputs, spec)
+    x = inputs
+    if include_preprocessing:
+        layer = preprocessing_lib.preprocessing_layer(preprocessing, channels=inputs.shape[-1])
+        if layer is not None:
+            x = layer(x)
+    x = body(x, spec)
     if include_top:
-        if head == "conv":
-            x = keras.layers.Conv2D(classes, 1, kernel_initializer=spec.initializer(),
-                                    kernel_regularizer=spec.regularizer, name="logits")(x)
-            x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        else:
-            x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-            x = keras.layers.Dense(classes, kernel_regularizer=spec.regularizer, name="logits")(x)
+        x = HEADS[head](x, classes, spec)
         x = keras.layers.Activation(classifier_activation or "linear", dtype="float32", name="predictions")(x)
     elif pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -149,7 +222,8 @@ def RiRNet(blocks_per_stage=(5, 5, 5), layers_per_block=2, widths=(16, 32, 64), 
            stem_width=None, head="dense", include_top=True, weights=None, input_tensor=None,
            input_shape=None, pooling=None, classes=10, classifier_activation="softmax", name=None,
            shortcut="identity", identity="init", transient_ratio=0.5, width_multiplier=1.0,
-           weight_decay=0.0, kernel_initializer="he_normal", forget_gate=False):
+           weight_decay=0.0, kernel_initializer="he_normal", forget_gate=False, include_preprocessing=True,
+           preprocessing="cifar10"):
     """Any network of the paper's family: a 3x3 stem, stages of blocks, a classifier head.
 
     Each stage after the first halves the resolution in its first block.
@@ -160,8 +234,9 @@ def RiRNet(blocks_per_stage=(5, 5, 5), layers_per_block=2, widths=(16, 32, 64), 
         widths: channels of each stage.
         architecture: ``"cnn"``, ``"resnet"``, ``"resnet_init"`` or ``"rir"`` (the paper's Figure 2).
         stem_width: channels of the first 3x3 convolution; default ``widths[0]``.
-        head: ``"dense"`` (global average pool, dense) or ``"conv"`` (1x1 conv to classes, global
-            average pool), before ``classifier_activation``.
+        head: ``"dense"`` (global average pool, dense), ``"conv"`` (1x1 conv to classes, global
+            average pool) or ``"conv_bn_relu"`` (the same with batch norm and ReLU on the class
+            convolution, ALL-CNN-C's), before ``classifier_activation``.
     """ + DOC
     blocks_per_stage = tuple(blocks_per_stage)
     _check("blocks_per_stage", len(blocks_per_stage) >= 1 and all(isinstance(b, int) and b >= 1 for b in blocks_per_stage),
@@ -175,7 +250,7 @@ def RiRNet(blocks_per_stage=(5, 5, 5), layers_per_block=2, widths=(16, 32, 64), 
     stem = _widths((stem_width or widths[0],), width_multiplier if stem_width else 1)[0]
 
     def body(x, spec):
-        x = conv_bn(x, stem, LayerSpec(**{**spec.__dict__, "generalized": False}), name="stem")
+        x = conv_bn(x, stem, dataclasses.replace(spec, generalized=False), name="stem")
         for index, (blocks, width) in enumerate(zip(blocks_per_stage, widths)):
             x = stage(x, width, spec, blocks=blocks, layers=layers_per_block, strides=1 if index == 0 else 2,
                       outer_shortcut=outer, name=f"stage{index + 1}")
@@ -186,20 +261,24 @@ def RiRNet(blocks_per_stage=(5, 5, 5), layers_per_block=2, widths=(16, 32, 64), 
     return _classifier(body, include_top=include_top, weights=weights, input_tensor=input_tensor,
                        input_shape=input_shape, pooling=pooling, classes=classes,
                        classifier_activation=classifier_activation, name=name, spec=spec, head=head,
-                       min_size=2 ** (len(blocks_per_stage) - 1))
+                       min_size=2 ** (len(blocks_per_stage) - 1), include_preprocessing=include_preprocessing,
+                       preprocessing=preprocessing)
 
 
 def _family(architecture, blocks_per_stage, widths, head, default_name, forget_gate=False, **fixed):
     def constructor(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
                     classes=10, classifier_activation="softmax", name=default_name, shortcut="identity",
                     identity="init", transient_ratio=0.5, width_multiplier=1.0, weight_decay=0.0,
-                    kernel_initializer="he_normal", forget_gate=forget_gate):
+                    kernel_initializer="he_normal", forget_gate=forget_gate, include_preprocessing=True,
+                    preprocessing="cifar10"):
+        weights = pretrained.request(default_name, dict(locals()))  # "cifar10": checked against these options
         return RiRNet(blocks_per_stage, 2, widths, architecture, head=head, include_top=include_top,
                       weights=weights, input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
                       classes=classes, classifier_activation=classifier_activation, name=name,
                       shortcut=shortcut, identity=identity, transient_ratio=transient_ratio,
                       width_multiplier=width_multiplier, weight_decay=weight_decay,
-                      kernel_initializer=kernel_initializer, forget_gate=forget_gate, **fixed)
+                      kernel_initializer=kernel_initializer, forget_gate=forget_gate,
+                      include_preprocessing=include_preprocessing, preprocessing=preprocessing, **fixed)
     return constructor
 
 
@@ -232,12 +311,18 @@ RiR18Wide = _public(_family("rir", default_name="rir18_wide", **WIDE), "RiR18Wid
 
 def AllCNNC(resnet_init=False, include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
             classes=10, classifier_activation="softmax", name=None, identity="init", transient_ratio=0.5,
-            width_multiplier=1.0, weight_decay=0.0, kernel_initializer="he_normal"):
-    """ALL-CNN-C (Springenberg et al. 2015) with batch normalization, as in the paper's Table 3.
+            width_multiplier=1.0, weight_decay=0.0, kernel_initializer="he_normal", dropout=True,
+            include_preprocessing=True, preprocessing="cifar10"):
+    """ALL-CNN-C (Springenberg et al. 2015) with batch normalization, as in the paper's Table 5.
 
     conv 96, conv 96, conv 96/2, conv 192, conv 192, conv 192/2, conv 192 (3x3 valid), conv 192 (1x1),
-    conv classes (1x1), global average pool. With ``resnet_init=True`` every layer after the first
-    is a generalized residual layer (the identity written into its kernel, ResNet Init).
+    conv classes (1x1, batch norm, ReLU), global average pool; every convolution is followed by batch
+    normalization and ReLU. With ``resnet_init=True`` every layer after the first is a generalized
+    residual layer (the identity written into its kernel, ResNet Init).
+
+    ``dropout=True`` (the default) drops as Springenberg et al. did: 20% of the input, 50% after
+    each of the two strided convolutions (which stand where pooling layers were); ``False`` turns
+    it off.
     """ + DOC
     spec, _ = _spec("resnet_init" if resnet_init else "cnn", "identity", identity, transient_ratio,
                     weight_decay, kernel_initializer, False)
@@ -246,13 +331,18 @@ def AllCNNC(resnet_init=False, include_top=True, weights=None, input_tensor=None
               (w192, 3, 2, "same"), (w192, 3, 1, "valid"), (w192, 1, 1, "valid")]
 
     def body(x, spec):
-        x = conv_bn(x, w96, LayerSpec(**{**spec.__dict__, "generalized": False}), name="conv1")
+        if dropout:
+            x = keras.layers.Dropout(0.2, name="input_dropout")(x)
+        x = conv_bn(x, w96, dataclasses.replace(spec, generalized=False), name="conv1")
         for index, (width, size, strides, padding) in enumerate(layers):
             x = conv_bn(x, width, spec, kernel_size=size, strides=strides, padding=padding, name=f"conv{index + 2}")
+            if dropout and strides == 2:
+                x = keras.layers.Dropout(0.5, name=f"conv{index + 2}_dropout")(x)
         return x
 
     return _classifier(body, include_top=include_top, weights=weights, input_tensor=input_tensor,
                        input_shape=input_shape, pooling=pooling, classes=classes,
                        classifier_activation=classifier_activation,
                        name=name or ("all_cnn_c_resnet_init" if resnet_init else "all_cnn_c"),
-                       spec=spec, head="conv", min_size=9)  # 9 -> 5 -> 3 -> 1 after the 3x3 valid conv
+                       spec=spec, head="conv_bn_relu", min_size=9, include_preprocessing=include_preprocessing,
+                       preprocessing=preprocessing)  # 9 -> 5 -> 3 -> 1 after the 3x3 valid conv

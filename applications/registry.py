@@ -3,15 +3,15 @@ import functools
 
 from rir_keras.applications import networks
 
-# The paper's Table 4: total blocks x layers per block, blocks split evenly over three stages
-# at the 18-layer-wide model's widths.
+# The paper's Table 4: total blocks x layers per block on the 32-layer network of Table 1 (widths
+# 16/32/64, its dense head), the blocks split evenly over its three stages: rir_15x2 is RiR-32.
 SWEEP = ((15, 2), (3, 10), (6, 5), (15, 5), (9, 3))
 
 
 def _sweep(blocks, layers):
     return functools.partial(
         networks.RiRNet, blocks_per_stage=(blocks // 3,) * 3, layers_per_block=layers,
-        widths=(96, 192, 384), architecture="rir", head="conv", name=f"rir_{blocks}x{layers}",
+        widths=(16, 32, 64), architecture="rir", head="dense", name=f"rir_{blocks}x{layers}",
     )
 
 
@@ -33,7 +33,9 @@ MODELS = {
     **{f"rir_{blocks}x{layers}": _sweep(blocks, layers) for blocks, layers in SWEEP},
 }
 
-# Which paper tables each model belongs to, for `rir-keras reproduce`.
+# The models `rir-keras reproduce --table KEY` trains, and the paper tables (applications.paper)
+# that report them: "32" Tables 1 and 6, "18-wide" Tables 2 and 3, "sweep" Table 4, "all-cnn"
+# Table 5, "forget" Table 6.
 TABLES = {
     "32": ("cnn32", "resnet32", "resnet_init32", "rir32"),
     "18-wide": ("cnn18_wide", "resnet18_wide", "resnet_init18_wide", "rir18_wide"),

@@ -97,8 +97,8 @@ def torch_train(batch_size=BATCH, channels_last=False):
 
 
 def _export(model, path):
-    """``(serve, input dtype, how)``: ``rir_keras.export`` where it exists (raw uint8 images, the input
-    normalization inside the graph), else Keras' own SavedModel export (float32, normalized images)."""
+    """``(serve, input dtype, how)``: ``rir_keras.export`` where it exists (raw uint8 images, the model's
+    input normalization inside the graph), else Keras' own SavedModel export (float32 images)."""
     try:
         from rir_keras.export import export_saved_model, load_serving_function
     except ImportError:
@@ -167,15 +167,13 @@ def layer_step(layer="plain", size=32, channels=16, batch_size=BATCH, mode="forw
 
 def array_batches(batch_size=BATCH, images=50000, augment=True):
     """Produce one training batch with ``rir_keras.data.ArrayBatches`` as ``rir_keras.training``
-    configures it (shuffle, pad-crop-flip, CIFAR-10 normalization), from uint8 images in memory."""
+    configures it (shuffle, pad-crop-flip, float32; the model normalizes), from uint8 images in memory."""
     from rir_keras.data import ArrayBatches
-    from rir_keras.training import normalizer
 
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=(images, *IMAGE_SHAPE), dtype=np.uint8)
     labels = rng.integers(0, CLASSES, size=images)
-    data = ArrayBatches(pixels, labels, batch_size=batch_size, shuffle=True, augment=augment, seed=0,
-                        preprocess=normalizer("cifar10"))
+    data = ArrayBatches(pixels, labels, batch_size=batch_size, shuffle=True, augment=augment, seed=0)
     state = {"index": 0}
 
     def step():

@@ -298,7 +298,7 @@ def profile_section(session, args):
         "This CPU has no bf16 arithmetic (see the machine line), so bf16 runs emulated.",
         "",
         "**Data pipeline.** One training batch from `rir_keras.data.ArrayBatches` as `rir_keras.training` "
-        "configures it (shuffle, pad-4 crop + flip, CIFAR-10 normalization, float32) from 50,000 uint8 "
+        "configures it (shuffle, pad-4 crop + flip, float32; the model normalizes) from 50,000 uint8 "
         f"images in memory: {batch_ms:.2f} ms / batch (median; {args.data_steps} batches a repeat), "
         f"= {ratio_text([100 * s for s in share])} % of a default training step. `model.fit` fetches "
         "batches on a background thread (PyDataset's default), so this mostly overlaps the step.",

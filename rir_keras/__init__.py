@@ -5,5 +5,5 @@ Constructors live in ``rir_keras.applications``, the hyperparameter grid in ``ri
 from rir_keras.initializers import ResNetInit
 from rir_keras.layers import BlockShortcut, ForgetGate, ResNetInitConv2D, RiRConv2D
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["ResNetInit", "ResNetInitConv2D", "RiRConv2D", "BlockShortcut", "ForgetGate"]

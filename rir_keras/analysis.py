@@ -225,17 +225,19 @@ def _has_channels(layer, stream):
     return (layer.residual_out if stream == "residual" else layer.transient_out) > 0
 
 
-def ablation_study(model, data, normalization="cifar10", batch_size=256):
+def ablation_study(model, data, batch_size=256):
     """Accuracy of ``model`` on ``data`` (a ``rir_keras.data.ImageData``) with each stream zeroed.
+
+    ``model`` gets the raw images in [0, 255] (float32): it normalizes them itself (its preprocessing
+    layer), as the models of ``rir_keras.applications`` do.
 
     Returns ``{"images", "accuracy", "all_layers": {stream: accuracy}, "layers": [{"name",
     "residual": accuracy, "transient": accuracy}, ...]}`` with layers in depth order. A stream with
     no channels at a layer gets ``None`` there (nothing to zero).
     """
     masked = MaskedModel(model)
-    masked.model.compile(loss=keras.losses.SparseCategoricalCrossentropy(),
-                         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-    config = training.TrainConfig(epochs=1, batch_size=batch_size, normalization=normalization)
+    training.compile_for_evaluation(masked.model)
+    config = training.TrainConfig(epochs=1, batch_size=batch_size)
 
     def accuracy(stream=None, layers=()):
         masked.zero(stream, layers)
@@ -253,7 +255,7 @@ def ablation_study(model, data, normalization="cifar10", batch_size=256):
     return result
 
 
-def analyze(model, data=None, normalization="cifar10", batch_size=256):
+def analyze(model, data=None, batch_size=256):
     """Quadrant norms of every generalized layer and, given ``data``, the stream ablation study.
 
     Returns a JSON-serializable report: ``{"model", "parameters", "layers": [...], "ablation"}``;
@@ -263,7 +265,7 @@ def analyze(model, data=None, normalization="cifar10", batch_size=256):
     layers = stream_norms(model)
     report = {"model": model.name, "parameters": int(model.count_params()), "layers": layers, "ablation": None}
     if data is not None:
-        ablation = ablation_study(model, data, normalization=normalization, batch_size=batch_size)
+        ablation = ablation_study(model, data, batch_size=batch_size)
         for row, ablated in zip(layers, ablation["layers"]):
             row.update({f"accuracy_without_{stream}": ablated[stream] for stream in STREAMS})
         report["ablation"] = {key: ablation[key] for key in ("images", "accuracy", "all_layers")}

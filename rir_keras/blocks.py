@@ -8,6 +8,7 @@
 A ``LayerSpec`` says which column and carries the options shared by every layer of a model.
 """
 import dataclasses
+import zlib
 
 import keras
 
@@ -27,7 +28,10 @@ class LayerSpec:
         transient_ratio: share of each generalized layer's channels in the transient stream.
         gate: put a ``ForgetGate`` on each block's outer shortcut.
         kernel_initializer: initializer of every convolution kernel.
-        weight_decay: L2 penalty on every convolution kernel and the classifier.
+        weight_decay: weight decay of every convolution kernel and the classifier's, in the sense of
+            He et al., Torch and Caffe: it adds ``weight_decay * w`` to each kernel's gradient. Keras
+            writes that as ``keras.regularizers.L2(weight_decay / 2)`` (``L2(l)`` adds
+            ``l * sum(w ** 2)`` to the loss, whose gradient is ``2 * l * w``).
         momentum, epsilon: of every batch normalization.
     """
 
@@ -51,30 +55,47 @@ class LayerSpec:
 
     @property
     def regularizer(self):
-        return keras.regularizers.L2(self.weight_decay) if self.weight_decay else None
+        return keras.regularizers.L2(self.weight_decay / 2) if self.weight_decay else None
 
     @property
     def stream_ratio(self):
         """The transient share of a tensor between layers: none unless layers are generalized."""
         return self.transient_ratio if self.generalized else 0.0
 
-    def initializer(self):
-        """A fresh initializer object per layer, so layers never share one seeded instance."""
-        return keras.initializers.get(keras.initializers.serialize(keras.initializers.get(self.kernel_initializer)))
+    def initializer(self, name):
+        """A fresh initializer for the layer called ``name``.
+
+        A seeded initializer (e.g. ``HeNormal(seed=3)``) gets a seed of its own for each layer,
+        derived from its seed and the layer's name: same-shaped layers never start equal, and the
+        same model built twice starts the same.
+        """
+        config = keras.initializers.serialize(keras.initializers.get(self.kernel_initializer))
+        seed = config.get("config", {}).get("seed")
+        if isinstance(seed, int):
+            config["config"]["seed"] = (seed + zlib.crc32(name.encode())) % 2**31
+        return keras.initializers.get(config)
 
 
 def conv_bn(x, filters, spec, *, kernel_size=3, strides=1, padding="same", activation="relu", name):
-    """One layer: a generalized residual layer, or Conv2D + BatchNorm (+ activation), by ``spec``."""
+    """One layer: a generalized residual layer, or Conv2D + BatchNorm (+ activation), by ``spec``.
+
+    A strided 'same' layer pads ``kernel_size // 2`` on both sides in every family, so that it
+    reads the pixels the block's strided shortcut reads (see ``rir_keras.layers.symmetric_padding``).
+    """
     if spec.generalized:
         return RiRConv2D(
             filters, kernel_size, strides=strides, padding=padding, transient_ratio=spec.transient_ratio,
             identity=spec.identity, shortcut=spec.shortcut, activation=activation,
-            kernel_initializer=spec.initializer(), kernel_regularizer=spec.regularizer,
+            kernel_initializer=spec.initializer(name), kernel_regularizer=spec.regularizer,
             momentum=spec.momentum, epsilon=spec.epsilon, name=name,
         )(x)
+    if strides != 1 and padding == "same":
+        x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
+        padding = "valid"
     x = keras.layers.Conv2D(
         filters, kernel_size, strides=strides, padding=padding, use_bias=False,
-        kernel_initializer=spec.initializer(), kernel_regularizer=spec.regularizer, name=f"{name}_conv",
+        kernel_initializer=spec.initializer(f"{name}_conv"), kernel_regularizer=spec.regularizer,
+        name=f"{name}_conv",
     )(x)
     x = keras.layers.BatchNormalization(momentum=spec.momentum, epsilon=spec.epsilon, name=f"{name}_bn")(x)
     if activation is None:
@@ -103,7 +124,7 @@ def block(x, filters, spec, *, layers=2, strides=1, outer_shortcut=True, name):
     shortcut = BlockShortcut(
         filters, residual, residual_count(inputs.shape[-1], spec), strides=strides,
         mode=spec.shortcut if (strides != 1 or inputs.shape[-1] != filters) else "identity",
-        kernel_initializer=spec.initializer(), kernel_regularizer=spec.regularizer,
+        kernel_initializer=spec.initializer(f"{name}_shortcut"), kernel_regularizer=spec.regularizer,
         momentum=spec.momentum, epsilon=spec.epsilon, name=f"{name}_shortcut",
     )(inputs)
     if spec.gate:

@@ -1,9 +1,10 @@
 """Export a Keras image classifier for serving: a TensorFlow SavedModel, ONNX, or a ``.keras`` file.
 
-Every export takes RAW images (pixel values 0..255, channels last, RGB) of the model's input size:
-the input normalization (``rir_keras.preprocessing`` statistics) is part of the exported graph, and
-BatchNormalization runs in inference mode. The SavedModel and the ONNX file load without Keras
-and without this package (plain ``tensorflow`` or ``onnxruntime``).
+Every export takes RAW images (pixel values 0..255, channels last, RGB) of the model's input size.
+The model normalizes them itself: its preprocessing layer (``include_preprocessing=True``, the
+constructors' default; see ``rir_keras.preprocessing``) is part of the exported graph, and a model
+without one is refused. BatchNormalization runs in inference mode. The SavedModel and the ONNX
+file load without Keras and without this package (plain ``tensorflow`` or ``onnxruntime``).
 
 The serving contract (the SavedModel's signatures, the ONNX graph's input and outputs):
 
@@ -40,32 +41,15 @@ ONNX_OPSET = 17
 # ---------------------------------------------------------------- arguments
 
 
-def normalization(preprocessing, channels):
-    """``(mean, std)`` float32 arrays on the [0, 255] scale for ``preprocessing``, or ``None``.
-
-    ``preprocessing`` is a dataset name of ``rir_keras.preprocessing`` ("cifar10", "cifar100"),
-    ``None`` (the model takes raw [0, 255] values), or a ``(mean, std)`` pair of per-channel values
-    on the [0, 255] scale.
-    """
+def require_preprocessing(model):
+    """The ``preprocessing`` of ``model`` (see ``rir_keras.preprocessing.model_preprocessing``); a
+    ValueError when it has no preprocessing layer: exports take raw uint8 images."""
+    preprocessing = preprocessing_lib.model_preprocessing(model)
     if preprocessing is None:
-        return None
-    if isinstance(preprocessing, str):
-        if preprocessing not in preprocessing_lib.STATISTICS:
-            raise ValueError(f"preprocessing must be one of {sorted(preprocessing_lib.STATISTICS)}, None or "
-                             f"a (mean, std) pair. Received: preprocessing={preprocessing!r}")
-        mean, std = preprocessing_lib.statistics(preprocessing)
-    else:
-        try:
-            mean, std = (np.asarray(value, "float32").reshape(-1) for value in preprocessing)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"preprocessing must be a dataset name, None or a (mean, std) pair. "
-                             f"Received: preprocessing={preprocessing!r}") from error
-    if channels is not None and (mean.size not in (1, channels) or std.size not in (1, channels)):
-        raise ValueError(f"preprocessing needs 1 or {channels} values (the model's channels) for mean and std. "
-                         f"Received: preprocessing={preprocessing!r}")
-    if not np.all(std > 0):
-        raise ValueError(f"preprocessing's std must be positive. Received: preprocessing={preprocessing!r}")
-    return mean, std
+        raise ValueError(f"export needs a model that normalizes its raw [0, 255] inputs itself (exports take uint8 "
+                         f"images): build it with include_preprocessing=True and a preprocessing. Received: model "
+                         f"{model.name!r} without a {preprocessing_lib.LAYER_NAME!r} layer")
+    return preprocessing
 
 
 def image_shape(model):
@@ -88,7 +72,8 @@ def num_classes(model):
 
 def resolve_class_names(class_names, preprocessing, classes):
     """The class names for ``top_k_names``: ``class_names`` if given, else those of the dataset
-    named by ``preprocessing`` when its class count matches, else ``None``."""
+    whose statistics the model's ``preprocessing`` is ("cifar10", "cifar100") when its class count
+    matches, else ``None``."""
     if class_names is None:
         known = preprocessing_lib.CLASS_NAMES.get(preprocessing) if isinstance(preprocessing, str) else None
         return tuple(known) if known is not None and len(known) == classes else None
@@ -113,16 +98,17 @@ def check_top_k(top_k, classes):
 
 
 class ServingGraph:
-    """Raw images -> outputs dict, in TensorFlow ops: cast, normalize, model in inference mode, top-k."""
+    """Raw images -> outputs dict, in TensorFlow ops: cast, the model (which normalizes them) in
+    inference mode, top-k."""
 
-    def __init__(self, model, preprocessing="cifar10", top_k=None, class_names=None):
+    def __init__(self, model, top_k=None, class_names=None):
         self.model = model
         self.image_shape = image_shape(model)
         self.classes = num_classes(model)
-        self.stats = normalization(preprocessing, self.image_shape[-1])
+        self.preprocessing = require_preprocessing(model)
         check_top_k(top_k, self.classes)
         self.top_k = top_k
-        self.class_names = resolve_class_names(class_names, preprocessing, self.classes) if top_k else None
+        self.class_names = resolve_class_names(class_names, self.preprocessing, self.classes) if top_k else None
 
     def input_signature(self, dtype):
         import tensorflow as tf
@@ -153,10 +139,7 @@ class ServingGraph:
 
         if check_shape:
             images = self.check_shape(images)
-        x = tf.cast(images, tf.float32)
-        if self.stats is not None:
-            mean, std = self.stats
-            x = (x - tf.constant(mean)) / tf.constant(std)
+        x = tf.cast(images, tf.float32)  # the model's preprocessing layer normalizes them
         probabilities = tf.cast(self.model(x, training=False), tf.float32)
         outputs = {"probabilities": probabilities}
         if self.top_k:
@@ -230,17 +213,18 @@ def _require_tensorflow_backend(what):
                            f"Received: backend={keras.backend.backend()!r}")
 
 
-def export_saved_model(model, path, *, preprocessing="cifar10", top_k=None, class_names=None, overwrite=False):
+def export_saved_model(model, path, *, top_k=None, class_names=None, overwrite=False):
     """Write ``model`` as a TensorFlow SavedModel at ``path`` that takes raw images.
 
     Args:
-        model: a single-input ``keras.Model`` classifying ``(batch, height, width, channels)`` images.
+        model: a single-input ``keras.Model`` classifying ``(batch, height, width, channels)`` images,
+            with its preprocessing layer (built with ``include_preprocessing=True``): it takes raw
+            images in [0, 255]. A model without one is refused (ValueError).
         path: the SavedModel folder to write (for TensorFlow Serving: ``<base>/<model name>/<version>``).
-        preprocessing: "cifar10" or "cifar100" (that dataset's channel statistics), ``None`` (the model
-            takes raw [0, 255] values) or a ``(mean, std)`` pair on the [0, 255] scale.
         top_k: also return the ``top_k`` best classes (``top_k_ids``, ``top_k_scores``, ``top_k_names``).
         class_names: names for ``top_k_names``: a sequence, or "cifar10"/"cifar100"; by default those of
-            the ``preprocessing`` dataset when its class count matches the model's.
+            the dataset whose statistics the model's preprocessing layer holds, when its class count
+            matches the model's (else no ``top_k_names``).
         overwrite: replace an existing ``path`` (atomically); otherwise an existing path is an error.
 
     Signatures: ``serving_default`` takes ``images`` as uint8, ``serving_float32`` as float32 in [0, 255];
@@ -249,7 +233,7 @@ def export_saved_model(model, path, *, preprocessing="cifar10", top_k=None, clas
     _require_tensorflow_backend("export_saved_model")
     import tensorflow as tf
 
-    graph = ServingGraph(model, preprocessing, top_k, class_names)
+    graph = ServingGraph(model, top_k, class_names)
     signatures = {
         name: tf.function(graph, input_signature=graph.input_signature(dtype), autograph=False).get_concrete_function()
         for name, dtype in ((SERVING_SIGNATURE, tf.uint8), (FLOAT_SIGNATURE, tf.float32))
@@ -263,8 +247,17 @@ def export_saved_model(model, path, *, preprocessing="cifar10", top_k=None, clas
     return path
 
 
-def export_onnx(model, path, *, preprocessing="cifar10", top_k=None, class_names=None, overwrite=False,
-                opset=ONNX_OPSET):
+def _quiet_deprecations():
+    """tf2onnx's graph conversion calls TensorFlow 1 APIs, which log a deprecation notice: not the user's concern."""
+    try:
+        from tensorflow.python.util import deprecation
+
+        return deprecation.silence()
+    except (ImportError, AttributeError):
+        return contextlib.nullcontext()
+
+
+def export_onnx(model, path, *, top_k=None, class_names=None, overwrite=False, opset=ONNX_OPSET):
     """Write ``model`` as an ONNX file at ``path`` (converted with tf2onnx) taking raw uint8 ``images``.
 
     Same arguments and outputs as ``export_saved_model`` (its ``serving_default`` signature). Returns ``path``.
@@ -275,35 +268,41 @@ def export_onnx(model, path, *, preprocessing="cifar10", top_k=None, class_names
     except ImportError as error:
         raise RuntimeError(f"export_onnx needs tf2onnx (pip install 'rir_keras[test]'): {error}") from error
     import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    graph = ServingGraph(model, preprocessing, top_k, class_names)
+    graph = ServingGraph(model, top_k, class_names)
     signature = graph.input_signature(tf.uint8)
     # onnxruntime checks the input's dtype and shape itself, so the graph needs no Assert (ONNX has none).
     function = tf.function(lambda images: graph(images, check_shape=False), input_signature=signature)
-    with atomic_output(path, overwrite, suffix=".onnx") as temporary:
-        tf2onnx.convert.from_function(function, input_signature=signature, opset=opset, output_path=temporary)
+    concrete = function.get_concrete_function()
+    # Frozen here, not by tf2onnx.convert.from_function: that one makes every tensor the function
+    # captured (the preprocessing layer's statistics) an extra ONNX input. Frozen, the variables and
+    # those captures are constants and `images` is the only input.
+    frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False, aggressive_inlining=True)
+    output_keys = {tensor.name: key for key, tensor in concrete.structured_outputs.items()}
+    renames = {frozen.inputs[0].name: INPUT_NAME}
+    renames.update({ours.name: output_keys[theirs.name] for theirs, ours in zip(concrete.outputs, frozen.outputs)})
+    with atomic_output(path, overwrite, suffix=".onnx") as temporary, _quiet_deprecations():
+        tf2onnx.convert.from_graph_def(
+            frozen.graph.as_graph_def(add_shapes=True), name=model.name, input_names=[frozen.inputs[0].name],
+            output_names=[tensor.name for tensor in frozen.outputs], opset=opset, tensors_to_rename=renames,
+            output_path=temporary,
+        )
     return path
 
 
-def export_keras(model, path, *, preprocessing="cifar10", overwrite=False):
-    """Write a ``.keras`` model at ``path`` that takes float ``images`` in [0, 255] (normalization inside).
+def export_keras(model, path, *, overwrite=False):
+    """Save ``model`` as a ``.keras`` file at ``path``, atomically: it takes float images in [0, 255]
+    (its preprocessing layer normalizes them; a model without one is refused, as by every export).
 
     Loading it needs Keras and, for models with our layers, ``import rir_keras`` first. Returns ``path``.
     """
-    import keras
-
     if not os.fspath(path).endswith(".keras"):
         raise ValueError(f"a Keras model file's name must end with .keras. Received: path={os.fspath(path)!r}")
-    shape = image_shape(model)
-    stats = normalization(preprocessing, shape[-1])
-    images = keras.Input(shape=shape, name=INPUT_NAME)
-    x = images
-    if stats is not None:
-        mean, std = stats
-        x = keras.layers.Normalization(mean=mean, variance=np.square(std), name="normalization")(x)
-    wrapped = keras.Model(images, model(x), name=f"{model.name}_raw_images")
+    image_shape(model)
+    require_preprocessing(model)
     with atomic_output(path, overwrite, suffix=".keras") as temporary:
-        wrapped.save(temporary)
+        model.save(temporary)
     return path
 
 

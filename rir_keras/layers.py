@@ -34,6 +34,28 @@ def kernel_size_2d(kernel_size):
     return tuple(int(k) for k in size)
 
 
+def odd_kernel_size(kernel_size):
+    """``kernel_size`` as a pair of odd ints: the identity of a generalized layer sits at the centre tap."""
+    size = kernel_size_2d(kernel_size)
+    if any(k % 2 == 0 for k in size):
+        raise ValueError(
+            "kernel_size must be odd: an even kernel has no centre tap for the identity. "
+            f"Received: kernel_size={kernel_size!r}"
+        )
+    return size
+
+
+def symmetric_padding(x, kernel_size):
+    """Zero-pad the spatial axes of ``x`` by ``k // 2`` on both sides, for a 'valid' convolution.
+
+    A strided 'same' convolution in Keras pads an even-sized input 0 before and 1 after, so its
+    centre tap reads pixels 1, 3, 5, ...; padded symmetrically, it reads 0, 2, 4, ..., the pixels
+    that a block's strided shortcut ``x[:, ::2, ::2]`` reads (He et al. pad 1 on both sides).
+    """
+    kh, kw = kernel_size
+    return ops.pad(x, [[0, 0], [kh // 2, kh // 2], [kw // 2, kw // 2], [0, 0]])
+
+
 def strides_2d(strides):
     pair = (strides, strides) if isinstance(strides, int) else tuple(strides)
     if len(pair) != 2 or any(int(s) != s or s < 1 for s in pair):
@@ -106,6 +128,11 @@ class ResNetInitConv2D(keras.layers.Conv2D):
         transient_ratio: share of channels in the transient stream (default 0.5, the paper's split).
         transient_channels: number of transient output channels; overrides ``transient_ratio``.
         input_transient_channels: number of transient input channels; default: the same share.
+
+    Being a Conv2D, a strided ``padding="same"`` layer pads an even-sized input 0 before and 1
+    after, so its identity reads pixels 1, 3, 5, ...; to read 0, 2, 4, ... (where a strided
+    shortcut ``x[:, ::2, ::2]`` reads), put ``keras.layers.ZeroPadding2D(k // 2)`` before a
+    ``padding="valid"`` layer, as ``RiRConv2D`` and the networks of ``rir_keras.applications`` do.
     """
 
     def __init__(self, filters, kernel_size, transient_ratio=0.5, transient_channels=None,
@@ -159,8 +186,10 @@ class RiRConv2D(keras.layers.Layer):
     Args:
         filters: output channels, residual and transient together.
         kernel_size: odd int or pair (the identity sits at the centre tap).
-        strides, padding: as for Conv2D. Where the shape changes, the shortcut samples the residual
-            stream at the centre of each convolution window, which is where the kernel's identity reads.
+        strides, padding: as for Conv2D, except that a strided 'same' convolution pads ``k // 2``
+            on both sides (as He et al.'s networks do), so that its centre tap, and so its identity,
+            reads pixels 0, 2, 4, ..., the pixels a block's strided shortcut reads. Where the shape
+            changes, the shortcut samples the residual stream at the centre of each window.
         transient_ratio, transient_channels, input_transient_channels: the stream split, as for
             ``ResNetInitConv2D``.
         identity: where the shortcut lives.
@@ -187,7 +216,7 @@ class RiRConv2D(keras.layers.Layer):
         super().__init__(**kwargs)
         self.streams = StreamSplit(filters, transient_ratio, transient_channels, input_transient_channels)
         self.filters = self.streams.filters
-        self.kernel_size = kernel_size_2d(kernel_size)
+        self.kernel_size = odd_kernel_size(kernel_size)
         self.strides = strides_2d(strides)
         self.padding = check_choice("padding", padding, PADDINGS)
         self.identity = check_choice("identity", identity, IDENTITY_PLACEMENTS)
@@ -247,8 +276,11 @@ class RiRConv2D(keras.layers.Layer):
             return ops.convert_to_tensor(self.kernel)
         return self.kernel + ops.cast(self.shortcut_kernel(), self.kernel.dtype)
 
-    def _conv(self, x, kernel, strides=None):
-        return ops.conv(x, kernel, strides=strides or self.strides, padding=self.padding, data_format="channels_last")
+    def _conv(self, x, kernel):
+        padding = self.padding
+        if padding == "same" and self.strides != (1, 1):
+            x, padding = symmetric_padding(x, self.kernel_size), "valid"
+        return ops.conv(x, kernel, strides=self.strides, padding=padding, data_format="channels_last")
 
     def _explicit_shortcut(self, residual):
         """shortcut(r) of Eq. 1, sampled where the kernel's centre tap reads."""

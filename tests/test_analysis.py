@@ -12,7 +12,7 @@ from rir_keras.data import load_split
 from rir_keras.layers import RiRConv2D
 
 TINY = dict(blocks_per_stage=(1, 1, 1), widths=(8, 8, 8))
-CONFIG = training.TrainConfig(epochs=1, batch_size=64, normalization="cifar10", jit_compile=False)
+CONFIG = training.TrainConfig(epochs=1, batch_size=64, jit_compile=False)
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +44,9 @@ def copy_of(model):
     return twin
 
 
-def normalized(data):
-    return training.normalizer(CONFIG.normalization)(data.images.astype("float32"))
+def raw(data):
+    """The images as the models take them: float32 in [0, 255] (the model normalizes them itself)."""
+    return data.images.astype("float32")
 
 
 def predict(model, images):
@@ -111,7 +112,7 @@ def test_stream_norms_follow_depth_order_and_channel_counts():
 
 
 def test_mask_zeroes_exactly_one_stream_of_the_chosen_layer(trained, mini):
-    images = normalized(mini[1])
+    images = raw(mini[1])
     name = "stage2_block1_2"  # the last layer of a block: masked before the outer-shortcut add
     masked = analysis.ablated_model(trained, "residual", [name])
     original = layer_output(trained, name, images)
@@ -123,7 +124,7 @@ def test_mask_zeroes_exactly_one_stream_of_the_chosen_layer(trained, mini):
 
 def test_zeroing_a_stream_that_is_already_zero_changes_nothing(trained, mini):
     model = copy_of(trained)
-    images = normalized(mini[1])
+    images = raw(mini[1])
     layer = model.get_layer("stage2_block1_1")
     r_out = layer.residual_out
     # No weight produces this layer's transient output, and its batch norm maps 0 to 0.
@@ -148,7 +149,7 @@ def test_zeroing_a_stream_that_is_already_zero_changes_nothing(trained, mini):
 
 
 def test_zeroing_every_residual_stream_changes_predictions(trained, mini):
-    images = normalized(mini[1])
+    images = raw(mini[1])
     intact = predict(trained, images)
     for stream in analysis.STREAMS:
         assert np.abs(predict(analysis.ablated_model(trained, stream), images) - intact).max() > 1e-2
@@ -156,9 +157,9 @@ def test_zeroing_every_residual_stream_changes_predictions(trained, mini):
                                rtol=1e-6, atol=1e-7)
 
 
-def test_ablation_study_measures_accuracy_on_normalized_images(trained, mini):
+def test_ablation_study_feeds_raw_images_to_the_model(trained, mini):
     study = analysis.ablation_study(trained, mini[1], batch_size=64)
-    expected = np.mean(np.argmax(predict(trained, normalized(mini[1])), axis=-1) == mini[1].labels)
+    expected = np.mean(np.argmax(predict(trained, raw(mini[1])), axis=-1) == mini[1].labels)
     assert study["accuracy"] == pytest.approx(expected)
     assert study["images"] == 64 and len(study["layers"]) == 6
     assert set(study["all_layers"]) == set(analysis.STREAMS)
@@ -202,7 +203,7 @@ def test_every_family_with_streams_is_analyzed(name):
     layers = analysis.generalized_layers(model)
     rows = analysis.stream_norms(model)
     assert [row["name"] for row in rows] == [layer.name for layer in layers] and rows
-    images = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
+    images = np.random.default_rng(0).integers(0, 256, size=(4, 32, 32, 3)).astype("float32")
     intact = predict(model, images)
     np.testing.assert_allclose(predict(analysis.ablated_model(model, "residual", []), images), intact,
                                rtol=1e-6, atol=1e-7)
@@ -247,3 +248,10 @@ def test_cli_names_a_model_without_streams(tmp_path, capsys):
     assert main(["analyze", str(path), "--norms-only", "--output", str(tmp_path / "out")]) == 2
     assert "'tiny_cnn' has no generalized residual layers" in capsys.readouterr().err
     assert main(["analyze", str(tmp_path / "missing.keras"), "--output", str(tmp_path / "out")]) == 2
+
+
+def test_cli_takes_no_normalization_flag(tmp_path, capsys):
+    """The saved model carries its preprocessing: analyze feeds it raw images."""
+    with pytest.raises(SystemExit):
+        main(["analyze", str(tmp_path / "model.keras"), "--normalization", "cifar10"])
+    assert "--normalization" in capsys.readouterr().err

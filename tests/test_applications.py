@@ -5,7 +5,11 @@ parameter invariants ("no added cost") and the behaviour of ResNet Init in a who
 Forward passes run on width-reduced models; full-size models are only built to count parameters.
 """
 import functools
+import json
+import os
 import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -15,6 +19,7 @@ from keras import ops
 from rir_keras.applications import (
     AllCNNC, CNN32, MODELS, TABLES, ResNet32, ResNetInit32, RiR32, RiRNet, build, get, names,
 )
+from rir_keras import preprocessing as preprocessing_lib
 from rir_keras.preprocessing import (
     CIFAR10_CLASSES, CIFAR100_CLASSES, decode_predictions, preprocess_input, statistics,
 )
@@ -30,6 +35,11 @@ def small_rir(**kwargs):
 
 def images(shape=(32, 32, 3), batch=2, seed=0):
     return np.random.default_rng(seed).normal(size=(batch, *shape)).astype("float32")
+
+
+def raw_images(shape=(32, 32, 3), batch=2, seed=0):
+    """Images as the models take them: float32 pixel values in [0, 255]."""
+    return np.random.default_rng(seed).integers(0, 256, size=(batch, *shape)).astype("float32")
 
 
 def predict(model, x):
@@ -132,9 +142,11 @@ def test_input_tensor_becomes_the_model_input():
 
 @pytest.mark.parametrize("shape", [(40, 40, 3), (16, 16, 3), (32, 32, 1), (32, 32, 4), (4, 4, 3)])
 def test_non_default_input_shapes(shape):
-    model = RiR32(input_shape=shape, **TINY)
+    # CIFAR statistics are for 3 channels: other inputs give their own, or none.
+    options = {} if shape[-1] == 3 else dict(preprocessing=((127.5,), (64.0,)))
+    model = RiR32(input_shape=shape, **options, **TINY)
     assert predict(model, images(shape)).shape == (2, 10)
-    features = small_rir(input_shape=shape, include_top=False)
+    features = small_rir(input_shape=shape, include_top=False, preprocessing=None if shape[-1] != 3 else "cifar10")
     side = -(-shape[0] // 4)
     assert features.output.shape == (None, side, side, 16)
 
@@ -147,7 +159,7 @@ def test_variable_input_size():
 
 @pytest.mark.parametrize("shape", [(9, 9, 3), (32, 32, 1), (40, 40, 4)])
 def test_all_cnn_c_input_shapes(shape):
-    model = AllCNNC(input_shape=shape, resnet_init=True, **TINY)
+    model = AllCNNC(input_shape=shape, resnet_init=True, include_preprocessing=shape[-1] == 3, **TINY)
     assert predict(model, images(shape)).shape == (2, 10)
 
 
@@ -168,8 +180,11 @@ def test_classes_changes_the_head(name):
     hundred = build(name, classes=100, **TINY)
     assert hundred.output.shape == (None, 100)
     assert predict(hundred, images()).shape == (2, 100)
-    head_inputs = ten.get_layer("logits").input.shape[-1]
-    assert hundred.count_params() - ten.count_params() == (head_inputs + 1) * 90  # kernel and bias
+    if name == "all_cnn_c":  # its class convolution has batch norm (4 per class) instead of a bias
+        head_inputs, per_class = ten.get_layer("logits_conv").input.shape[-1], 4
+    else:
+        head_inputs, per_class = ten.get_layer("logits").input.shape[-1], 1
+    assert hundred.count_params() - ten.count_params() == (head_inputs + per_class) * 90
 
 
 # -- serialization --------------------------------------------------------------------------------
@@ -319,13 +334,175 @@ def test_preprocess_input_normalizes_by_the_dataset_statistics(dataset):
     mean, std = statistics(dataset)
     mean_image = np.broadcast_to(mean, (2, 4, 4, 3)).copy()
     for x in (mean_image, ops.convert_to_tensor(mean_image)):
-        normalized = preprocess_input(x, dataset=dataset)
+        normalized = preprocess_input(x, preprocessing=dataset)
         assert normalized.dtype == "float32"
         np.testing.assert_allclose(ops.convert_to_numpy(normalized), 0.0, atol=1e-5)
-    np.testing.assert_allclose(ops.convert_to_numpy(preprocess_input(mean_image + std, dataset=dataset)), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(ops.convert_to_numpy(preprocess_input(mean_image + std, dataset)), 1.0, rtol=1e-5)
     uint8 = np.full((1, 2, 2, 3), 255, dtype="uint8")
-    np.testing.assert_allclose(ops.convert_to_numpy(preprocess_input(uint8, dataset=dataset))[0, 0, 0], (255 - mean) / std,
+    np.testing.assert_allclose(ops.convert_to_numpy(preprocess_input(uint8, dataset))[0, 0, 0], (255 - mean) / std,
                                rtol=1e-5)
+
+
+def test_preprocess_input_takes_every_preprocessing_value():
+    x = raw_images((4, 4, 3))
+    pair = ((100.0, 110.0, 120.0), (50.0, 60.0, 70.0))
+    np.testing.assert_allclose(ops.convert_to_numpy(preprocess_input(x, pair)),
+                               (x - np.float32(pair[0])) / np.float32(pair[1]), rtol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(preprocess_input(x, (128.0, 64.0))), (x - 128) / 64, rtol=1e-6)
+    np.testing.assert_array_equal(ops.convert_to_numpy(preprocess_input(x.astype("uint8"), None)), x)
+    with raises("preprocessing", "cifar10"):
+        preprocess_input(raw_images((4, 4, 1)))  # 3 channels of statistics for 1 channel
+
+
+# -- the preprocessing layer: models take raw images -----------------------------------------------
+
+@pytest.mark.parametrize("name", names())
+def test_include_preprocessing_equals_preprocess_input_outside(name):
+    inside = build(name, **TINY)
+    outside = build(name, include_preprocessing=False, **TINY)
+    layers = [layer.name for layer in inside.layers]
+    assert layers[1] == "preprocessing" and isinstance(inside.layers[1], keras.layers.Normalization)
+    assert "preprocessing" not in [layer.name for layer in outside.layers]
+    assert inside.count_params() == outside.count_params()  # statistics are constants, not weights
+    outside.set_weights(inside.get_weights())
+    x = raw_images()
+    np.testing.assert_allclose(predict(inside, x), predict(outside, preprocess_input(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_cifar100_statistics_differ():
+    # Logits: an untrained softmax could saturate and hide the difference.
+    cifar10 = small_rir(classifier_activation=None)
+    cifar100 = small_rir(classifier_activation=None, preprocessing="cifar100")
+    outside = small_rir(classifier_activation=None, include_preprocessing=False)
+    for model in (cifar100, outside):
+        model.set_weights(cifar10.get_weights())
+    x = raw_images()
+    np.testing.assert_allclose(predict(cifar100, x), predict(outside, preprocess_input(x, "cifar100")),
+                               rtol=1e-5, atol=1e-5)
+    assert np.abs(predict(cifar100, x) - predict(cifar10, x)).max() > 1e-3
+    assert preprocessing_lib.model_preprocessing(cifar10) == "cifar10"
+    assert preprocessing_lib.model_preprocessing(cifar100) == "cifar100"
+    assert preprocessing_lib.model_preprocessing(outside) is None
+
+
+def test_no_preprocessing_layer_without_statistics():
+    for model in (small_rir(preprocessing=None), small_rir(include_preprocessing=False, preprocessing="cifar100")):
+        assert not [layer for layer in model.layers if isinstance(layer, keras.layers.Normalization)]
+        assert preprocessing_lib.model_preprocessing(model) is None
+    x = raw_images()
+    plain = small_rir(preprocessing=None)
+    normalizing = small_rir()
+    normalizing.set_weights(plain.get_weights())
+    np.testing.assert_allclose(predict(plain, preprocess_input(x)), predict(normalizing, x), rtol=1e-5, atol=1e-6)
+
+
+def test_feature_extractors_keep_the_preprocessing_layer():
+    features = small_rir(include_top=False, pooling="avg")
+    assert features.layers[1].name == "preprocessing"
+    outside = small_rir(include_top=False, pooling="avg", include_preprocessing=False)
+    outside.set_weights(features.get_weights())
+    x = raw_images()
+    np.testing.assert_allclose(predict(features, x), predict(outside, preprocess_input(x)), rtol=1e-5, atol=1e-6)
+    tensor = keras.Input((32, 32, 3))
+    model = small_rir(input_tensor=tensor)
+    assert model.inputs[0] is tensor and model.layers[1].name == "preprocessing"
+
+
+def test_preprocessing_layer_computes_in_float32_under_mixed_precision():
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = small_rir()
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    layer = model.get_layer("preprocessing")
+    assert layer.compute_dtype == "float32" and layer.output.dtype == "float32"
+    assert model.get_layer("stem_conv").compute_dtype == "float16"
+
+
+PAIR = ((125.0, 120.0, 110.0), (60.0, 62.0, 64.0))
+# Loads a .keras file in a fresh interpreter (the backend named by KERAS_BACKEND) and predicts.
+PREDICT_SCRIPT = """
+import json, sys
+import numpy as np
+import keras
+import rir_keras  # registers the layers
+from rir_keras.preprocessing import model_preprocessing
+model = keras.saving.load_model(sys.argv[1])
+np.save(sys.argv[3], keras.ops.convert_to_numpy(model(np.load(sys.argv[2]), training=False)))
+print(json.dumps({"backend": keras.backend.backend(), "preprocessing": model_preprocessing(model)}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_mean_std_pair_survives_a_keras_file_in_a_fresh_process(backend, tmp_path):
+    if backend == "jax":
+        pytest.importorskip("jax")
+    model = small_rir(preprocessing=PAIR, classifier_activation=None)
+    outside = small_rir(include_preprocessing=False, classifier_activation=None)
+    outside.set_weights(model.get_weights())
+    x = raw_images()
+    expected = predict(outside, (x - np.float32(PAIR[0])) / np.float32(PAIR[1]))
+    np.testing.assert_allclose(predict(model, x), expected, rtol=1e-5, atol=1e-5)
+    model.save(tmp_path / "pair.keras")
+    np.save(tmp_path / "x.npy", x)
+    env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", PREDICT_SCRIPT, str(tmp_path / "pair.keras"), str(tmp_path / "x.npy"),
+                           str(tmp_path / "y.npy")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["backend"] == backend
+    assert report["preprocessing"] == [list(PAIR[0]), list(PAIR[1])]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_one_value_statistics_broadcast_over_the_channels():
+    model = small_rir(preprocessing=(128.0, (60.0, 62.0, 64.0)))
+    outside = small_rir(include_preprocessing=False)
+    outside.set_weights(model.get_weights())
+    x = raw_images()
+    np.testing.assert_allclose(predict(model, x), predict(outside, (x - 128) / np.float32([60, 62, 64])),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("value", [
+    "imagenet", "CIFAR10", 3, True, ((1.0, 2.0), (1.0, 1.0, 1.0)), ((0.0,), (0.0,)), ((1.0,), (-1.0,)),
+    ((float("nan"),), (1.0,)), ((), ()), ("mean", "std"), (1.0, 2.0, 3.0),
+])
+def test_invalid_preprocessing_is_named(value):
+    with pytest.raises(ValueError, match=r"^preprocessing .*Received: preprocessing=") as error:
+        small_rir(preprocessing=value)
+    assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="Received: preprocessing="):
+        RiR32(preprocessing=value, include_preprocessing=False, **TINY)  # checked even when unused
+    with pytest.raises(ValueError, match="Received: preprocessing="):
+        preprocessing_lib.resolve(value, channels=3)
+
+
+def test_invalid_include_preprocessing_is_named():
+    with raises("include_preprocessing", "yes"):
+        small_rir(include_preprocessing="yes")
+
+
+def test_cifar_statistics_need_three_channels():
+    with raises("preprocessing", "cifar100"):
+        RiR32(input_shape=(32, 32, 1), preprocessing="cifar100", **TINY)
+    with raises("preprocessing", ((1.0, 2.0), (1.0, 2.0))):
+        small_rir(input_shape=(16, 16, 4), preprocessing=((1.0, 2.0), (1.0, 2.0)))
+    assert small_rir(input_shape=(16, 16, 1), include_preprocessing=False).output.shape == (None, 10)
+
+
+def test_dataset_statistics_measures_each_channel():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(50, 6, 6, 3)).astype("uint8")
+    pixels[..., 2] = 7  # a constant channel: nothing to scale
+    mean, std = preprocessing_lib.dataset_statistics(pixels, chunk=7)
+    as_float = pixels.astype("float64")
+    np.testing.assert_allclose(mean, as_float.mean(axis=(0, 1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(std[:2], as_float.std(axis=(0, 1, 2))[:2], rtol=1e-9)
+    assert std[2] == 1.0 and mean[2] == 7.0
+    assert all(isinstance(value, float) for value in mean + std)  # JSON-friendly
+    preprocessing_lib.resolve((mean, std), channels=3)
 
 
 def test_decode_predictions():

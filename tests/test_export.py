@@ -1,5 +1,8 @@
 """Exports for serving: SavedModels that load and predict in a process with TensorFlow only, the
-serving contract (signature, dtype and shape errors), atomic writes, ONNX, .keras and the CLI."""
+serving contract (signature, dtype and shape errors), atomic writes, ONNX, .keras and the CLI.
+
+The models normalize their raw inputs themselves (their preprocessing layer), so an export serves
+uint8 images to the Keras model's predictions on the same pixels; a model without the layer is refused."""
 import json
 import os
 import pathlib
@@ -15,7 +18,7 @@ from rir_keras import cli, export
 from rir_keras.applications import (
     CNN32, AllCNNC, ResNet32, ResNetInit32, RiR18Wide, RiR32, RiRNet,
 )
-from rir_keras.preprocessing import CIFAR10_CLASSES, preprocess_input
+from rir_keras.preprocessing import CIFAR10_CLASSES, CIFAR100_CLASSES
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="exports need the TensorFlow backend")
 
@@ -44,7 +47,7 @@ def calibrate(model, seed=0):
     momenta = [layer.momentum for layer in norms]
     for layer in norms:
         layer.momentum = 0.0
-    model(preprocess_input(images), training=True)
+    model(images.astype("float32"), training=True)
     for layer, momentum in zip(norms, momenta):
         layer.momentum = momentum
     return model
@@ -55,7 +58,8 @@ def raw_images(shape, count=5, seed=1):
 
 
 def keras_predictions(model, images, training=False):
-    return keras.ops.convert_to_numpy(model(preprocess_input(images), training=training))
+    """The Keras model's output on raw pixels (as float32, the way it takes them)."""
+    return keras.ops.convert_to_numpy(model(images.astype("float32"), training=training))
 
 
 # Runs in a fresh interpreter where importing keras or rir_keras fails: the exports must load with
@@ -192,20 +196,31 @@ def files(folder):
     return {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
 
+def with_preprocessing(model, preprocessing, **options):
+    """``tiny``'s twin (same weights) built with another ``preprocessing``."""
+    twin = RiRNet(**SMALL, name="tiny", preprocessing=preprocessing, **options)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
 def test_refuses_to_overwrite_then_replaces_atomically(tiny, tiny_export, tmp_path):
     target = tmp_path / "model"
     shutil.copytree(tiny_export, target)
     mean, std = (120.0, 110.0, 100.0), (60.0, 61.0, 62.0)
+    other = with_preprocessing(tiny, (mean, std))
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        export.export_saved_model(tiny, target, preprocessing=(mean, std))
+        export.export_saved_model(other, target)
     assert files(target) == files(tiny_export)
-    export.export_saved_model(tiny, target, preprocessing=(mean, std), top_k=2, overwrite=True)
+    export.export_saved_model(other, target, top_k=2, overwrite=True)
     images = raw_images((32, 32, 3))
     outputs = export.load_serving_function(target)(images)
-    # The new export is in place, with its own statistics and outputs.
-    expected = keras.ops.convert_to_numpy(tiny((images - np.float32(mean)) / np.float32(std), training=False))
+    # The new export is in place, with its own statistics (its model's) and outputs.
+    plain = with_preprocessing(tiny, None)
+    expected = keras.ops.convert_to_numpy(plain((images - np.float32(mean)) / np.float32(std), training=False))
     np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-5)
+    np.testing.assert_allclose(outputs["probabilities"], keras_predictions(other, images), atol=1e-5)
     assert outputs["top_k_ids"].shape == (len(images), 2)
+    assert "top_k_names" not in outputs  # statistics of no known dataset: no class names to guess
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # nothing left beside it
 
 
@@ -229,9 +244,6 @@ def test_failure_during_export_keeps_the_previous_export(tiny, tiny_export, tmp_
 
 def test_bad_arguments_name_the_argument(tiny, tmp_path):
     cases = [
-        (dict(preprocessing="imagenet"), "preprocessing="),
-        (dict(preprocessing=((1.0, 2.0), (1.0, 1.0))), "preprocessing="),
-        (dict(preprocessing=((0.0,), (0.0,))), "std must be positive"),
         (dict(top_k=11), "top_k=11"),
         (dict(top_k=0), "top_k=0"),
         (dict(top_k=2, class_names=("a", "b")), "class_names with 2 names"),
@@ -241,7 +253,32 @@ def test_bad_arguments_name_the_argument(tiny, tmp_path):
             export.export_saved_model(tiny, tmp_path / "model", **kwargs)
     with pytest.raises(ValueError, match="format="):
         export.export(tiny, tmp_path / "model", format="tflite")
+    with pytest.raises(TypeError, match="preprocessing"):  # the model carries its statistics now
+        export.export_saved_model(tiny, tmp_path / "model", preprocessing="cifar10")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("options", [dict(include_preprocessing=False), dict(preprocessing=None)])
+def test_export_refuses_a_model_without_its_preprocessing_layer(options, tmp_path):
+    model = RiRNet(**SMALL, name="tiny", **options)
+    for exporter, path in ((export.export_saved_model, tmp_path / "model"), (export.export_onnx, tmp_path / "m.onnx"),
+                           (export.export_keras, tmp_path / "m.keras")):
+        with pytest.raises(ValueError, match="include_preprocessing=True") as error:
+            exporter(model, path)
+        assert "\n" not in str(error.value) and "'tiny'" in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_class_names_come_from_the_models_statistics(tiny):
+    assert export.ServingGraph(tiny, top_k=2).class_names == CIFAR10_CLASSES
+    cifar100 = RiRNet(**SMALL, classes=100, preprocessing="cifar100")
+    assert export.ServingGraph(cifar100, top_k=2).class_names == CIFAR100_CLASSES
+    # cifar10 statistics on a 100-class model (or any class count but the dataset's): no names to guess.
+    assert export.ServingGraph(RiRNet(**SMALL, classes=100), top_k=2).class_names is None
+    assert export.ServingGraph(with_preprocessing(tiny, "cifar100"), top_k=2).class_names is None
+    names = tuple("abcdefghij")
+    assert export.ServingGraph(with_preprocessing(tiny, (1.0, 2.0)), top_k=2, class_names=names).class_names == names
+    assert export.ServingGraph(tiny, top_k=2, class_names="cifar10").class_names == CIFAR10_CLASSES
 
 
 ONNX_MODELS = {
@@ -275,11 +312,11 @@ def test_keras_format_takes_raw_images(tiny, tmp_path):
     images = raw_images((32, 32, 3))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(reloaded(images.astype("float32"))),
                                keras_predictions(tiny, images), atol=1e-5)
-    unnormalized = keras.saving.load_model(export.export_keras(tiny, tmp_path / "none.keras", preprocessing=None))
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(unnormalized(images.astype("float32"))),
-                               keras.ops.convert_to_numpy(tiny(images.astype("float32"), training=False)), atol=1e-5)
     with pytest.raises(ValueError, match="must end with .keras"):
         export.export_keras(tiny, tmp_path / "raw.h5")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        export.export_keras(tiny, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw.keras"]
 
 
 def run_cli(capsys, *argv):
@@ -301,17 +338,17 @@ def test_cli_exports_a_keras_file(tiny, tmp_path, capsys):
 
 
 def test_cli_exports_registry_name_and_weights(tmp_path, capsys):
-    model = calibrate(RiR32(width_multiplier=0.125, classes=100))
+    model = calibrate(RiR32(width_multiplier=0.125, classes=100, preprocessing="cifar100"))
     model.save_weights(tmp_path / "rir32.weights.h5")
     code, text = run_cli(capsys, "--model", "rir32", "--weights", tmp_path / "rir32.weights.h5",
-                         "--width-multiplier", 0.125, "--classes", 100, "--format", "keras",
-                         "--output", tmp_path / "rir32.keras")
+                         "--width-multiplier", 0.125, "--classes", 100, "--preprocessing", "cifar100",
+                         "--format", "keras", "--output", tmp_path / "rir32.keras")
     assert code == 0, text
     assert "preprocessing: cifar100" in text
     reloaded = keras.saving.load_model(tmp_path / "rir32.keras", compile=False)
     images = raw_images((32, 32, 3))
-    expected = keras.ops.convert_to_numpy(model(preprocess_input(images, "cifar100"), training=False))
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(reloaded(images.astype("float32"))), expected, atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(reloaded(images.astype("float32"))),
+                               keras_predictions(model, images), atol=1e-5)
 
 
 def test_cli_errors(tmp_path, capsys):
@@ -323,6 +360,11 @@ def test_cli_errors(tmp_path, capsys):
     assert code == 2 and "weights file not found" in text
     code, text = run_cli(capsys, "--output", tmp_path / "o")
     assert code == 2 and "either a MODEL.keras file or --model" in text
+    RiRNet(**SMALL, include_preprocessing=False, name="plain").save(tmp_path / "plain.keras")
+    code, text = run_cli(capsys, tmp_path / "plain.keras", "--output", tmp_path / "o")
+    assert code == 2 and "include_preprocessing=True" in text and "'plain'" in text
+    code, text = run_cli(capsys, tmp_path / "plain.keras", "--preprocessing", "cifar10", "--output", tmp_path / "o")
+    assert code == 2 and "carries its own preprocessing" in text
     assert not (tmp_path / "o").exists() and not (tmp_path / "out").exists()
 
 

@@ -23,20 +23,17 @@ def built(layer, shape):
     return layer
 
 
-def centre_sample(x, strides):
-    """What a 3x3 'same' convolution's centre tap reads with these strides (even input sizes)."""
-    offset = 1 if strides == 2 else 0
-    return x[:, offset::strides, offset::strides]
-
-
+@pytest.mark.parametrize("size", [8, 9])
 @pytest.mark.parametrize("identity", PLACEMENTS)
 @pytest.mark.parametrize("strides,filters", [(1, 8), (2, 8), (2, 12), (1, 6)])
-def test_zero_kernels_pass_the_residual_stream_through(identity, strides, filters):
-    x = images()
+def test_zero_kernels_pass_the_residual_stream_through(identity, strides, filters, size):
+    # A strided layer's identity reads pixels 0, 2, 4, ...: those of a block's shortcut x[:, ::2, ::2].
+    x = images((4, size, size, 8))
     layer = built(RiRConv2D(filters, strides=strides, identity=identity, kernel_initializer="zeros"), x.shape)
     y = numpy(layer.convolve(x))
+    assert y.shape[1:3] == (-(-size // strides),) * 2 == x[:, ::strides, ::strides].shape[1:3]
     residual_in, residual_out = layer.residual_in, layer.residual_out
-    sampled = centre_sample(x, strides)[..., :residual_in]
+    sampled = x[:, ::strides, ::strides][..., :residual_in]
     overlap = min(residual_in, residual_out)
     np.testing.assert_allclose(y[..., :overlap], sampled[..., :overlap], atol=ATOL)
     np.testing.assert_array_equal(y[..., overlap:], 0)  # padded residual channels and the transient stream
@@ -131,10 +128,12 @@ def test_zeroed_transient_to_residual_weights_give_a_one_layer_resnet_unit(ident
 def test_without_a_residual_stream_the_layer_is_a_plain_conv_layer(identity):
     x = images(seed=4)
     layer = built(RiRConv2D(8, strides=2, identity=identity, transient_ratio=1.0), x.shape)
-    conv = built(keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False), x.shape)
+    # The plain layer of the CNN and ResNet families: symmetric padding, then a 'valid' convolution.
+    padded = keras.layers.ZeroPadding2D(1)(x)
+    conv = built(keras.layers.Conv2D(8, 3, strides=2, padding="valid", use_bias=False), padded.shape)
     conv.set_weights([numpy(layer.kernel)])
     bn = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
-    plain = keras.ops.relu(bn(conv(x), training=True))
+    plain = keras.ops.relu(bn(conv(padded), training=True))
     np.testing.assert_allclose(numpy(layer(x, training=True)), numpy(plain), atol=ATOL)
 
 
@@ -187,9 +186,12 @@ def test_bad_arguments_name_the_argument_and_value(kwargs, message):
         RiRConv2D(8, **kwargs)
 
 
-def test_even_kernel_is_rejected_at_build():
-    with pytest.raises(ValueError, match="odd kernel size"):
-        built(RiRConv2D(8, kernel_size=2), (None, 8, 8, 8))
+@pytest.mark.parametrize("identity", PLACEMENTS)
+@pytest.mark.parametrize("kernel_size", [2, (3, 4)])
+def test_even_kernels_are_rejected_for_every_placement(identity, kernel_size):
+    # An even kernel has no centre tap: the identity would sit off-centre.
+    with pytest.raises(ValueError, match=r"kernel_size must be odd.*Received: kernel_size="):
+        RiRConv2D(8, kernel_size=kernel_size, identity=identity)
 
 
 def test_input_transient_channels_larger_than_input_is_rejected():
@@ -225,3 +227,53 @@ def test_forget_gate_is_sigmoid_of_conv_plus_bias_times_shortcut():
     np.testing.assert_allclose(y[..., :4], expected, atol=ATOL)
     np.testing.assert_array_equal(y[..., 4:], shortcut[..., 4:])  # ungated channels pass through
     np.testing.assert_allclose(bias, 1.0)
+
+
+def zeroed(model):
+    """Zero every convolution kernel (the RiR layers' own W, their identity kept where it is not in W)."""
+    for layer in model.layers:
+        if isinstance(layer, (RiRConv2D, keras.layers.Conv2D)):
+            layer.kernel.assign(np.zeros(layer.kernel.shape, "float32"))
+    return model
+
+
+def strided_block(identity, size, generalized=True, channels=8):
+    from rir_keras.blocks import LayerSpec, block
+
+    spec = LayerSpec(generalized=generalized, identity=identity, epsilon=1e-12)
+    inputs = keras.Input((size, size, channels))
+    return keras.Model(inputs, block(inputs, 2 * channels, spec, strides=2, name="b"))
+
+
+@pytest.mark.parametrize("size", [8, 9])
+@pytest.mark.parametrize("identity", PLACEMENTS)
+def test_strided_rir_block_reads_the_shortcuts_pixels(identity, size):
+    # With W = 0 both generalized layers are identities on the residual stream, so every path of
+    # the block reads x[:, ::2, ::2]: the block outputs relu(x_sub + x_sub), never x_odd + x_even.
+    x = np.abs(images((2, size, size, 8)))  # a block's input follows a ReLU
+    model = zeroed(strided_block(identity, size))
+    y = numpy(model(x, training=False))
+    residual_in, residual_out = 4, 8
+    sampled = x[:, ::2, ::2, :residual_in]
+    if identity == "init":  # the identity lives in W, so zeroing W leaves the outer shortcut alone
+        expected = sampled
+    else:
+        expected = 2 * sampled
+    np.testing.assert_allclose(y[..., :residual_in], expected, atol=ATOL)
+    np.testing.assert_array_equal(y[..., residual_in:], 0)  # padded residual channels, transient stream
+
+
+@pytest.mark.parametrize("size", [8, 9])
+def test_strided_plain_layer_reads_the_shortcuts_pixels(size):
+    # CNN and ResNet pad the same way, so the four families stay comparable: a kernel that is the
+    # identity at its centre tap gives x[:, ::2, ::2], like the block's shortcut.
+    from rir_keras.blocks import LayerSpec, conv_bn
+
+    inputs = keras.Input((size, size, 4))
+    model = keras.Model(inputs, conv_bn(inputs, 4, LayerSpec(epsilon=1e-12), strides=2, activation=None, name="c"))
+    conv = model.get_layer("c_conv")
+    kernel = np.zeros(conv.kernel.shape, "float32")
+    kernel[1, 1] = np.eye(4)
+    conv.kernel.assign(kernel)
+    x = images((2, size, size, 4))
+    np.testing.assert_allclose(numpy(model(x, training=False)), x[:, ::2, ::2], atol=ATOL)

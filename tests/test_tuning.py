@@ -24,6 +24,7 @@ from rir_keras import training
 from rir_keras.applications import train_cli
 from rir_keras.cli import main
 from rir_keras.layers import BlockShortcut, RiRConv2D
+from rir_keras.preprocessing import model_preprocessing
 from rir_keras.tuning import RiRHyperModel, grid_size, load_best, load_grid, preset_names, validate_grid
 from rir_keras.tuning.search import build_recorded, trial_runs
 
@@ -93,7 +94,7 @@ def test_paper_preset_is_the_papers_grid():
     assert set(grid) >= {"learning_rate", "optimizer", "weight_decay", "kernel_initializer", "shortcut"}
     assert set(grid["optimizer"]) == {"sgd", "adam", "rmsprop"}
     assert grid["shortcut"] == ["identity", "projection"]
-    # The paper's recipe is the first point: SGD, lr 0.1, L2 1e-4, He init, identity shortcuts.
+    # The paper's recipe is the first point: SGD, lr 0.1, weight decay 1e-4, He init, identity shortcuts.
     assert [values[0] for values in grid.values()] == [0.1, "sgd", 1e-4, "he_normal", "identity", "init"]
     assert grid_size(grid) == 3 * 3 * 3 * 2 * 2 * 1 == 108
     assert grid_size(load_grid("placement")) == 9
@@ -199,7 +200,8 @@ def test_hypermodel_builds_what_the_hyperparameters_say(mini):
         for layer in convs:
             assert layer.identity == values["identity"]
             if values["weight_decay"]:
-                assert float(layer.kernel_regularizer.l2) == pytest.approx(values["weight_decay"])
+                # weight_decay is the SGD-sense decay: Keras' L2 coefficient is half of it.
+                assert float(layer.kernel_regularizer.l2) == pytest.approx(values["weight_decay"] / 2)
             else:
                 assert layer.kernel_regularizer is None
             base = keras.initializers.get(values["kernel_initializer"])
@@ -225,6 +227,12 @@ def test_hypermodel_takes_fixed_options_and_checks_them(mini):
     hypermodel = RiRHyperModel("rir32", {"optimizer": ["sgd"]}, train, config, {"width_multiplier": 0.125})
     model = hypermodel.build(hyperparameters({"optimizer": ["sgd"]}))
     assert [layer.filters for layer in layers_of(model, RiRConv2D)][::10] == [2, 4, 8]  # 16/32/64 x 0.125
+    assert model_preprocessing(model) == "cifar10"  # the constructor's default
+    # preprocessing passes through to the constructor, and a logits head gets a from_logits loss.
+    hypermodel = RiRHyperModel("rir32", {"optimizer": ["sgd"]}, train, config,
+                               {"width_multiplier": 0.125, "preprocessing": "cifar100", "classifier_activation": None})
+    model = hypermodel.build(hyperparameters({"optimizer": ["sgd"]}))
+    assert model_preprocessing(model) == "cifar100" and model.loss.from_logits
 
 
 # --- the command line, end to end ----------------------------------------------------------------
@@ -258,6 +266,7 @@ def test_tune_cli_end_to_end(tmp_path, data_dir, capsys):
     # the validation accuracy that was recorded for that epoch.
     record = json.loads((project / "best.json").read_text())
     assert record["trial"] == rows[0]["trial"]
+    assert record["model_options"]["preprocessing"] == "cifar10"  # --preprocessing auto, from the dataset's name
     assert record["val_accuracy"] == pytest.approx(float(rows[0]["val_accuracy"]))
     assert record["hyperparameters"]["optimizer"] == rows[0]["optimizer"]
     best = load_best(str(project))

@@ -17,13 +17,18 @@ class RiRHyperModel(keras_tuner.HyperModel):
         grid: ``{hyperparameter: [values]}`` (see `rir_keras.tuning.grid`); each becomes an
             ``hp.Choice`` whose default is its first value.
         train_data: `ImageData` to train on; its image shape and classes shape the model.
-        config: `rir_keras.training.TrainConfig`: epochs, batch size, augmentation,
-            normalization, and the values of the training hyperparameters the grid leaves out.
+        config: `rir_keras.training.TrainConfig`: epochs, batch size, augmentation, and the values
+            of the training hyperparameters the grid leaves out.
         model_options: constructor keyword arguments held fixed (e.g. ``width_multiplier``);
-            they must not name an axis of the grid.
+            they must not name an axis of the grid. ``preprocessing`` among them is passed through
+            to the constructor (default: the constructor's, "cifar10"), so every trial's model, and
+            the best one rebuilt from ``best.json``, normalizes its raw inputs the same way;
+            `rir-keras tune` sets it from ``--preprocessing``.
 
     ``fit(hp, model, train_data, validation_data, **fit_kwargs)`` trains on
-    ``rir_keras.training.batches``: the same augmentation and normalization as `rir-keras train`.
+    ``rir_keras.training.batches``, raw images in [0, 255], with the same augmentation as
+    `rir-keras train`; compiled by ``rir_keras.training.compile_model`` (``from_logits`` for a model
+    with a logits head).
     It returns the best epoch's metrics, ``best_epoch`` and ``epochs`` (the number of epochs run).
     """
 

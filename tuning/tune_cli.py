@@ -51,6 +51,8 @@ def run_tune(args, flag_defaults):
     options = model_options(args, grid)
     train, test = train_cli.load_data(args)
     train, validation, validation_source = validation_data(args, train, test)
+    if "preprocessing" not in options:  # a --model-option preprocessing=... wins over --preprocessing
+        options["preprocessing"] = train_cli.preprocessing(args, train)
     keras.mixed_precision.set_global_policy(args.precision)
     hypermodel = RiRHyperModel(args.model, grid, train, train_cli.train_config(args, train), options)
     project = args.project_name or args.model

@@ -1,0 +1,424 @@
+"""Shipped trained weights: ``weights="cifar10"`` for CNN32, ResNet32, ResNetInit32 and RiR32.
+
+The store is the folder ``weights/`` inside this package (installed with it as package data). It
+holds the weights files and ``manifest.json``, one record per (registry model, weights name)::
+
+    {"rir32": {"cifar10": {"file": "rir32-cifar10-1a2b3c4d.weights.h5", "sha256": "1a2b3c4d...", ...}}}
+
+Each file holds the model's weights only (no optimizer state) and is named
+``<registry name>-<weights name>-<first 8 hex digits of its SHA-256>.weights.h5``; the full SHA-256
+is in its record and is checked every time the file is loaded, so a corrupted or missing file
+raises ValueError instead of giving a silently wrong model. The record carries what torchvision's
+weight enums carry (see `RECORD_FIELDS`): the constructor options the weights were trained with,
+the dataset, split and classes, the preprocessing, the top-1 accuracy measured on the full test
+split and the command that measured it, the recipe, epochs, seed, parameters, Keras and backend
+versions, date and machine. ``tools/ship_weights.py`` writes files and records from a finished
+training run; ``benchmarks/model_table.py --cards`` prints them as model cards for docs/models.md.
+
+Loading follows keras.applications: with ``include_top=True`` the classes must be the weights'
+classes; ``include_top=False`` loads the body. Options that change the function the network
+computes (`FUNCTION_OPTIONS`) must equal the record's; options that only change training
+(weight decay, initializer), the model's name, its pooling and its input size are free.
+``include_preprocessing=False`` is allowed too: the model then takes
+``preprocess_input(images, preprocessing)`` with the record's ``preprocessing``.
+"""
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import textwrap
+
+import numpy as np
+
+from rir_keras import preprocessing as preprocessing_lib
+
+# The folder of shipped weights and its manifest. Read at each call, so tests and
+# tools/ship_weights.py can point it at another folder.
+STORE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+MANIFEST = "manifest.json"
+
+# The names ``weights=`` accepts besides None and a path, and what each one means.
+DATASETS = {
+    "cifar10": {
+        "dataset": "CIFAR-10 (JPEG copy)",  # pixels differ slightly from the original binaries
+        "source": "cifar10",  # the --dataset argument: cifar10-jpeg.tar.gz under $RIR_KERAS_DATA
+        "split": "test",
+        "classes": list(preprocessing_lib.CIFAR10_CLASSES),
+    },
+}
+# The models whose weights the training campaign of issue 14 produces, per weights name: until a
+# record ships, asking for them says the campaign has not finished.
+CAMPAIGN = {"cifar10": ("cnn32", "resnet32", "resnet_init32", "rir32")}
+
+# Constructor options that change the function the network computes: they must equal the record's.
+FUNCTION_OPTIONS = ("shortcut", "identity", "transient_ratio", "width_multiplier", "forget_gate", "preprocessing")
+# Options that only change training (or the name): free when loading.
+TRAINING_OPTIONS = ("weight_decay", "kernel_initializer")
+
+HEAD = "logits"  # the classifier's layers (networks.HEADS) are named so: left out with include_top=False
+FILE_PATTERN = re.compile(r"^(?P<name>[a-z0-9_]+)-(?P<weights>[a-z0-9_]+)-(?P<digest>[0-9a-f]{8})\.weights\.h5$")
+EVALUATE_BATCH_SIZE = 256  # rir-keras evaluate's default
+
+# Every field of a record, its type(s), and what it means (docs/models.md shows the same list).
+RECORD_FIELDS = {
+    "registry_name": (str, "the registry name: `registry.build(registry_name, weights=...)`"),
+    "weights": (str, "the weights name the constructors take: `weights=\"cifar10\"`"),
+    "file": (str, "the weights file in the store, `<registry name>-<weights>-<sha256[:8]>.weights.h5`"),
+    "sha256": (str, "SHA-256 of the file, checked at every load"),
+    "options": (dict, "the constructor options the weights were trained with (classes and input shape "
+                      "included); `pretrained.build` builds the model with them"),
+    "dataset": (str, "the data, e.g. CIFAR-10 (JPEG copy)"),
+    "dataset_sha256": ((str, type(None)), "SHA-256 of the dataset archive measured on"),
+    "train_split": (str, "the split trained on"),
+    "train_images": (int, "images trained on"),
+    "split": (str, "the split measured on"),
+    "test_images": (int, "images measured on: the full split"),
+    "classes": (list, "the class names, in label order"),
+    "preprocessing": ((str, list, type(None)), "the input normalization built into the model"),
+    "top1": (float, "top-1 accuracy measured on the full split, through `weights=...` (correct / test_images)"),
+    "correct": (int, "images classified correctly"),
+    "command": (str, "the command that measured `top1`"),
+    "recipe": ((str, type(None)), "the training recipe (`rir_keras.recipes`), or null for a hand-set one"),
+    "config": (dict, "every training setting of the run"),
+    "epochs": (int, "epochs trained: the final epoch's weights, never one chosen by test accuracy"),
+    "seed": (int, "the training seed (always 0: seeds are never chosen by test accuracy)"),
+    "parameters": (int, "parameters of the model (batch-norm moving statistics included)"),
+    "trainable_parameters": (int, "trainable parameters"),
+    "keras_version": (str, "Keras version of the measurement"),
+    "backend": (str, "Keras backend of the measurement"),
+    "backend_version": (str, "version of that backend"),
+    "date": (str, "date of the measurement (UTC, ISO 8601)"),
+    "machine": (str, "the machine that measured"),
+    "training": (dict, "how the run went: backend, machine, wall time, the run's folder"),
+}
+
+
+def _received(name, value):
+    return f"Received: {name}={value!r}"
+
+
+def manifest_path(store=None):
+    return os.path.join(store or STORE, MANIFEST)
+
+
+def read_manifest(store=None):
+    """The manifest of ``store`` (default: the package's) as a dict; ``{}`` when it has none."""
+    path = manifest_path(store)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def record(name, weights="cifar10", store=None):
+    """The record of registry model ``name``'s ``weights``, or ``None``."""
+    return read_manifest(store).get(name, {}).get(weights)
+
+
+def records(store=None):
+    """Every record of the store, sorted by model and weights name."""
+    manifest = read_manifest(store)
+    return [manifest[name][weights] for name in sorted(manifest) for weights in sorted(manifest[name])]
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_name(name, weights, digest):
+    """``<name>-<weights>-<digest[:8]>.weights.h5``."""
+    return f"{name}-{weights}-{digest[:8]}.weights.h5"
+
+
+@dataclasses.dataclass(frozen=True)
+class Shipped:
+    """A request for shipped weights, checked against the constructor's options: what a
+    constructor passes on as ``weights`` in place of ``"cifar10"``. Load it with `load_into`."""
+
+    name: str
+    weights: str
+    record: dict
+    include_top: bool
+    store: str
+
+    @property
+    def path(self):
+        return os.path.join(self.store, self.record["file"])
+
+
+def _same(option, ours, theirs):
+    if option == "preprocessing":  # "cifar10" and its statistics written out are the same function
+        ours, theirs = preprocessing_lib.resolve(ours), preprocessing_lib.resolve(_tuple(theirs))
+        if ours is None or theirs is None:
+            return ours is None and theirs is None
+        return all(a.shape == b.shape and np.allclose(a, b, rtol=1e-6, atol=0) for a, b in zip(ours, theirs))
+    return json.loads(json.dumps(ours)) == json.loads(json.dumps(theirs))
+
+
+def _tuple(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def constructor_defaults(name):
+    """The default of each keyword of registry model ``name``'s constructor."""
+    import inspect
+
+    from rir_keras.applications import registry
+
+    constructor = registry.get(name)
+    defaults = {key: parameter.default for key, parameter in inspect.signature(constructor).parameters.items()
+                if parameter.default is not inspect.Parameter.empty}
+    defaults.update(getattr(constructor, "keywords", None) or {})
+    return defaults
+
+
+def request(name, arguments, store=None):
+    """What a constructor of registry model ``name`` loads for ``arguments`` (its call's arguments).
+
+    ``arguments["weights"]`` other than a weights name (None, a path) comes back unchanged. A
+    weights name comes back as a `Shipped` once checked: it must be shipped for ``name``, the
+    options in `FUNCTION_OPTIONS` must equal the record's and, with ``include_top``, ``classes``
+    too. Raises a one-line ValueError naming the first thing that differs.
+    """
+    weights = arguments.get("weights")
+    if not (isinstance(weights, str) and weights in DATASETS):
+        return weights
+    store = store or STORE
+    found = record(name, weights, store)
+    if found is None:
+        raise unavailable(name, weights, store)
+    trained = {**constructor_defaults(name), **found["options"]}
+    for option in FUNCTION_OPTIONS:
+        if option in arguments and not _same(option, arguments[option], trained.get(option)):
+            raise ValueError(f"weights={weights!r} for {name} were trained with {option}={trained.get(option)!r}: "
+                             f"build it with that, or weights=None. {_received(option, arguments[option])}")
+    include_top = arguments.get("include_top", True)
+    if include_top and arguments.get("classes") != trained["classes"]:
+        raise ValueError(f"weights={weights!r} for {name} classify {trained['classes']} classes: with "
+                         f"include_top=True, classes must be {trained['classes']} (or include_top=False). "
+                         f"{_received('classes', arguments.get('classes'))}")
+    shape, channels = arguments.get("input_shape"), (trained.get("input_shape") or (None, None, 3))[-1]
+    if shape is not None and len(tuple(shape)) == 3 and tuple(shape)[-1] != channels:
+        raise ValueError(f"weights={weights!r} for {name} take images of {channels} channels. "
+                         f"{_received('input_shape', shape)}")
+    return Shipped(name=name, weights=weights, record=found, include_top=bool(include_top), store=store)
+
+
+def unavailable(name, weights, store=None):
+    """The ValueError for ``weights`` asked of registry model ``name`` (or of a constructor with no
+    registry name: ``name=None``) that the store has no record for."""
+    if name in CAMPAIGN.get(weights, ()):
+        return ValueError(f"weights={weights!r} for {name} are not available yet: its training campaign has not "
+                          f"finished (see docs/results.md). {_received('weights', weights)}")
+    shipped = sorted({model for model, by_weights in read_manifest(store).items() if weights in by_weights}
+                     | set(CAMPAIGN.get(weights, ())))
+    which = f"{name}" if name else "this constructor"
+    return ValueError(f"weights={weights!r} is not offered for {which}: only for the registry models "
+                      f"{', '.join(shipped)}. {_received('weights', weights)}")
+
+
+def is_requested(weights):
+    """Whether ``weights`` asks for shipped weights: a `Shipped`, or a weights name such as "cifar10"."""
+    return isinstance(weights, Shipped) or (isinstance(weights, str) and weights in DATASETS)
+
+
+def verify(shipped):
+    """Raise ValueError unless ``shipped``'s file exists and has the SHA-256 of its record."""
+    path, expected = shipped.path, shipped.record["sha256"]
+    where = f"weights={shipped.weights!r} for {shipped.name}"
+    if not os.path.isfile(path):
+        raise ValueError(f"{where}: the weights file {path} is missing (the manifest names it); reinstall "
+                         f"rir_keras. {_received('weights', shipped.weights)}")
+    actual = sha256(path)
+    if actual != expected:
+        raise ValueError(f"{where}: the weights file {path} is corrupted: its SHA-256 is {actual}, the manifest's "
+                         f"{expected}; reinstall rir_keras. {_received('weights', shipped.weights)}")
+
+
+def load_into(model, shipped):
+    """Load ``shipped`` (a `Shipped` from `request`) into ``model``, built with the options it was
+    checked against. The file is verified first; then the model built as the record says (its top
+    included) loads the file, and ``model`` takes each of its layers' weights by layer name, so
+    ``include_top=False`` gets the body. A bare weights name (a constructor with no shipped weights)
+    raises `unavailable`."""
+    if not isinstance(shipped, Shipped):
+        raise unavailable(None, shipped)
+    from rir_keras.applications import networks, registry
+
+    verify(shipped)
+    source = registry.build(shipped.name, **{**shipped.record["options"], "include_top": True, "weights": None})
+    try:
+        networks._load_weights(source, shipped.path)  # checks every stored shape against the model's
+    except ValueError as error:
+        raise ValueError(f"weights={shipped.weights!r} for {shipped.name}: the file does not fit the model its "
+                         f"record describes ({error}). {_received('weights', shipped.weights)}") from error
+    ours = {layer.name: layer for layer in model.layers}
+    for layer in source.layers:
+        if not layer.weights:
+            continue
+        target = ours.get(layer.name)
+        if target is None:
+            if shipped.include_top or not layer.name.startswith(HEAD):
+                raise ValueError(f"weights={shipped.weights!r} for {shipped.name}: the model has no layer "
+                                 f"{layer.name!r}. {_received('weights', shipped.weights)}")
+            continue  # the head, left out with include_top=False
+        try:
+            target.set_weights(layer.get_weights())
+        except ValueError as error:
+            raise ValueError(f"weights={shipped.weights!r} for {shipped.name}: layer {layer.name!r} differs "
+                             f"({error}). {_received('weights', shipped.weights)}") from error
+    return model
+
+
+def build(name, weights="cifar10", **overrides):
+    """Registry model ``name`` with its shipped ``weights``, built with the options of its record
+    (``overrides`` change any of them, e.g. ``include_top=False``): what
+    ``rir-keras evaluate --model NAME --weights cifar10`` evaluates. Raises ValueError where
+    ``name`` has no such weights (not shipped yet, or not offered)."""
+    from rir_keras.applications import registry
+
+    if not (isinstance(weights, str) and weights in DATASETS):
+        raise ValueError(f"weights must be one of {sorted(DATASETS)}. {_received('weights', weights)}")
+    found = record(name, weights)
+    if found is None:
+        registry.get(name)  # an unknown model is named as such
+        raise unavailable(name, weights)
+    return registry.build(name, **{**found["options"], **overrides, "weights": weights})
+
+
+def measure(model, data, batch_size=EVALUATE_BATCH_SIZE):
+    """``(correct, images)``: top-1 of ``model`` on ``data`` (an ``ImageData`` of raw images), scored
+    as ``rir-keras evaluate`` scores (``training.compile_for_evaluation``, then ``training.evaluate``
+    in batches of ``batch_size``). A record's ``top1`` is ``correct / images`` of this."""
+    from rir_keras import training
+
+    training.compile_for_evaluation(model)
+    result = training.evaluate(model, data, training.TrainConfig(epochs=1, batch_size=batch_size))
+    return int(round(float(result["accuracy"]) * len(data))), len(data)
+
+
+def check_manifest(store=None):
+    """Check the store: every record well formed and consistent with its place in the manifest,
+    every file it names present with its SHA-256 and its hashed name, and no weights file without a
+    record. Returns the number of records; raises ValueError listing every problem."""
+    store = store or STORE
+    problems = []
+    manifest = read_manifest(store)
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{manifest_path(store)} must hold a JSON object. Received: {type(manifest).__name__}")
+    named = set()
+    count = 0
+    for name, by_weights in manifest.items():
+        if not isinstance(by_weights, dict):
+            problems.append(f"{name}: must map weights names to records")
+            continue
+        for weights, entry in by_weights.items():
+            count += 1
+            where = f"{name}/{weights}"
+            if weights not in DATASETS:
+                problems.append(f"{where}: unknown weights name (known: {sorted(DATASETS)})")
+            if not isinstance(entry, dict):
+                problems.append(f"{where}: a record must be a JSON object")
+                continue
+            for field, (kind, _) in RECORD_FIELDS.items():
+                if field not in entry:
+                    problems.append(f"{where}: field {field!r} is missing")
+                elif not isinstance(entry[field], kind) or isinstance(entry[field], bool) and kind is int:
+                    problems.append(f"{where}: field {field!r} has type {type(entry[field]).__name__}")
+            if problems and problems[-1].startswith(where):
+                continue
+            if entry["registry_name"] != name or entry["weights"] != weights:
+                problems.append(f"{where}: the record says {entry['registry_name']}/{entry['weights']}")
+            if entry["file"] != file_name(name, weights, entry["sha256"]):
+                problems.append(f"{where}: file {entry['file']!r} should be named {file_name(name, weights, entry['sha256'])!r}")
+            if entry["seed"] != 0:
+                problems.append(f"{where}: seed {entry['seed']}: only seed 0's weights ship")
+            if entry["test_images"] < 1 or entry["correct"] / entry["test_images"] != entry["top1"]:
+                problems.append(f"{where}: top1 {entry['top1']} is not correct / test_images")
+            if entry["options"].get("classes") != len(entry["classes"]):
+                problems.append(f"{where}: options' classes differ from the {len(entry['classes'])} class names")
+            if f"--model {name}" not in entry["command"] or f"--weights {weights}" not in entry["command"]:
+                problems.append(f"{where}: the command does not evaluate --model {name} --weights {weights}")
+            path = os.path.join(store, entry["file"])
+            named.add(entry["file"])
+            if not os.path.isfile(path):
+                problems.append(f"{where}: file {entry['file']} is missing")
+            elif sha256(path) != entry["sha256"]:
+                problems.append(f"{where}: file {entry['file']} does not have the record's SHA-256")
+    if os.path.isdir(store):
+        for stray in sorted(set(os.listdir(store)) - named - {MANIFEST}):
+            problems.append(f"{stray}: in the store without a record")
+    if problems:
+        raise ValueError(f"{manifest_path(store)}: " + "; ".join(problems))
+    return count
+
+
+def _percent(value):
+    return f"{100 * value:.2f}"
+
+
+def _wrap(text, indent=""):
+    return textwrap.fill(text, 100, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+
+
+def model_cards(store=None):
+    """docs/models.md's section "Shipped weights (model cards)", written from the manifest."""
+    from rir_keras.applications import paper
+    from rir_keras.reporting import markdown_table
+
+    paragraphs = [
+        "Written by `benchmarks/model_table.py --cards` from `applications/weights/manifest.json`; "
+        "`tools/ship_weights.py RUN_FOLDER` ships a finished run of the training campaign "
+        "(issue 14), seed 0's final epoch only: no weights are chosen by test accuracy.",
+        "`CNN32`, `ResNet32`, `ResNetInit32` and `RiR32` take `weights=\"cifar10\"` (or "
+        "`rir_keras.applications.pretrained.build(\"rir32\")`, which builds the model with its "
+        "record's options), shipped inside the package in `applications/weights/`. The file is "
+        "checked against the SHA-256 of its record at every load (a corrupted or missing file "
+        "raises ValueError). As in keras.applications, `include_top=True` needs the weights' "
+        "classes, and `include_top=False` loads the body. Options that change the function "
+        f"({', '.join(f'`{o}`' for o in FUNCTION_OPTIONS)}) must equal the record's; "
+        f"{', '.join(f'`{o}`' for o in TRAINING_OPTIONS)}, the name, pooling and input size are free. "
+        "`include_preprocessing=False` gives the model without its normalization layer: feed it "
+        "`preprocess_input(images, preprocessing)` with the record's `preprocessing`.",
+    ]
+    shipped = records(store)
+    if not shipped:
+        paragraphs.append(
+            "**None has shipped yet.** The four models of Table 1 are being trained (see "
+            "docs/results.md); until a model's weights ship, `weights=\"cifar10\"` raises a ValueError "
+            "saying its training campaign has not finished.")
+    lines = ["## Shipped weights (model cards)", ""]
+    for paragraph in paragraphs:
+        lines += [_wrap(paragraph), ""]
+    for entry in shipped:
+        reported = paper.cite(entry["weights"], entry["registry_name"])
+        versus = f"; the paper reports {reported} on the original CIFAR-10" if reported else ""
+        training = entry.get("training", {})
+        lines += [
+            f"### `{entry['registry_name']}`, `weights=\"{entry['weights']}\"`",
+            "",
+            markdown_table(("field", "value"), [
+                ("top-1", f"**{_percent(entry['top1'])}%** ({entry['correct']:,} of {entry['test_images']:,} "
+                          f"{entry['split']} images of {entry['dataset']}){versus}"),
+                ("measured by", f"`{entry['command']}`"),
+                ("measured on", f"{entry['machine']}; keras {entry['keras_version']}, {entry['backend']} "
+                                f"{entry['backend_version']}; {entry['date']}"),
+                ("recipe", f"{entry['recipe'] or 'hand-set'}: {entry['epochs']} epochs, seed {entry['seed']}, "
+                           f"{entry['train_images']:,} {entry['train_split']} images"),
+                ("trained on", ", ".join(f"{key} {value}" for key, value in sorted(training.items())
+                                         if key in ("backend", "machine", "processor", "hours")) or "unrecorded"),
+                ("options", ", ".join(f"{key}={value!r}" for key, value in sorted(entry["options"].items()))),
+                ("parameters", f"{entry['parameters']:,} ({entry['trainable_parameters']:,} trainable)"),
+                ("preprocessing", f"{entry['preprocessing']!r}, inside the model"),
+                ("file", f"`{entry['file']}`, SHA-256 `{entry['sha256']}`"),
+            ]),
+            "",
+        ]
+    lines += ["Record fields (`rir_keras.applications.pretrained.RECORD_FIELDS`):", ""]
+    lines += [_wrap(f"- `{field}`: {meaning}", "  ") for field, (_, meaning) in RECORD_FIELDS.items()]
+    return "\n".join(lines) + "\n"

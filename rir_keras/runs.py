@@ -1,0 +1,195 @@
+"""A training run's folder: what it was started with, how far it got, how fast it goes.
+
+``training.train`` writes, into its output folder, ``run.json`` (the settings the run was started
+with, written before its first epoch), ``log.csv`` (one row per finished epoch, with the epoch's
+wall time in ``seconds``) and, once finished, ``results.json``. These functions read them, so a
+folder copied to another machine or checked out of git tells where it stands.
+"""
+import contextlib
+import dataclasses
+import datetime
+import json
+import math
+import os
+import statistics
+
+from rir_keras.reporting import write_json
+
+SETTINGS_FILE = "run.json"
+SESSIONS_FILE = "sessions.jsonl"
+
+
+def _plain(value):
+    """``value`` as JSON gives it back (tuples become lists), so stored and new settings compare."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _flat(settings, prefix=""):
+    """Nested dicts as one dict with dotted keys, so a difference names the setting itself."""
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def check_settings(folder, settings, restart=False):
+    """Record ``settings`` in ``folder``'s run.json, or check them against those recorded.
+
+    A run continued with settings that change its result would silently mix two runs, so it is
+    refused with one line naming each differing setting, unless ``restart`` (the caller then
+    starts the folder over). Returns True if settings were recorded before (a continuation).
+    """
+    path = os.path.join(folder, SETTINGS_FILE)
+    settings = _plain(settings)
+    if os.path.isfile(path) and not restart:
+        stored, new = _flat(read_json(path)), _flat(settings)
+        differing = [f"{key}={stored.get(key)!r} (now {new.get(key)!r})"
+                     for key in sorted(set(stored) | set(new)) if stored.get(key) != new.get(key)]
+        if differing:
+            raise ValueError(f"{folder} holds a run started with other settings: {', '.join(differing)}; "
+                             f"rerun with them, or start over with --restart. Received: output={folder!r}")
+        return True
+    os.makedirs(folder, exist_ok=True)
+    write_json(settings, path)
+    return False
+
+
+def machine():
+    """This machine in words: the accelerator where the backend has one, else the CPU's model and cores."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        accelerators = [device for device in jax.devices() if device.platform != "cpu"]
+        if accelerators:
+            return f"{len(accelerators)} x {accelerators[0].device_kind}"
+    model = None
+    if os.path.isfile("/proc/cpuinfo"):
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), None)
+    import platform
+
+    return f"{model or platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def record_session(folder, first_epoch):
+    """Append to ``folder``'s sessions.jsonl that training (re)starts at ``first_epoch``, here and now."""
+    import keras
+
+    line = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "first_epoch": first_epoch, "backend": keras.backend.backend(), "machine": machine()}
+    with open(os.path.join(folder, SESSIONS_FILE), "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(line) + "\n")
+
+
+def sessions(folder):
+    """The lines of ``folder``'s sessions.jsonl (a torn last line, from a kill, is skipped)."""
+    path = os.path.join(folder, SESSIONS_FILE)
+    if not os.path.isfile(path):
+        return []
+    lines = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            with contextlib.suppress(json.JSONDecodeError):
+                lines.append(json.loads(line))
+    return lines
+
+
+@contextlib.contextmanager
+def exclusive(folder, argument="--output"):
+    """Hold ``folder`` for this process alone while the block runs: two processes training into one
+    folder would corrupt it. Another holder makes this raise a ValueError naming it."""
+    import fcntl
+
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, ".lock"), "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise ValueError(f"another process (pid {holder}) is training in {folder}; wait for it or stop it. "
+                             f"Received: {argument}={folder!r}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclasses.dataclass
+class Progress:
+    """How far the run in ``folder`` got."""
+
+    folder: str
+    epochs_done: int
+    epochs_total: int  # None where the run has not started
+    finished: bool
+    last_accuracy: float  # the last logged epoch's test (validation) accuracy, or None
+    test_accuracy: float  # the finished run's final test accuracy, or None
+    seconds_per_epoch: float  # median wall time of its logged epochs, or None
+
+    @property
+    def epochs_left(self):
+        return None if self.epochs_total is None else max(0, self.epochs_total - self.epochs_done)
+
+    def seconds_left(self, seconds_per_epoch=None):
+        speed = self.seconds_per_epoch or seconds_per_epoch
+        if self.finished:
+            return 0.0
+        if speed is None or self.epochs_left is None:
+            return None
+        return self.epochs_left * speed
+
+
+def read_log(path):
+    """The rows of a CSVLogger file as ``{column: [float, ...]}``, one row per epoch (the last
+    one written wins, and the header a resumed run repeats is skipped)."""
+    import csv
+
+    if not os.path.isfile(path):
+        return {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("epoch") not in (None, "epoch")]
+    by_epoch = {int(float(row["epoch"])): row for row in rows}
+    columns = list(rows[0]) if rows else []
+    ordered = [by_epoch[e] for e in sorted(by_epoch)]
+    return {key: [float(row[key]) if row.get(key) not in (None, "") else math.nan for row in ordered]
+            for key in columns}
+
+
+def progress(folder):
+    """The ``Progress`` of the run in ``folder`` (an empty or missing folder has done nothing)."""
+    settings_path = os.path.join(folder, SETTINGS_FILE)
+    results_path = os.path.join(folder, "results.json")
+    settings = read_json(settings_path) if os.path.isfile(settings_path) else {}
+    results = read_json(results_path) if os.path.isfile(results_path) else None
+    log = read_log(os.path.join(folder, "log.csv"))
+    total = settings.get("config", {}).get("epochs")
+    accuracies = [a for a in log.get("val_accuracy", []) if not math.isnan(a)]
+    seconds = [s for s in log.get("seconds", []) if not math.isnan(s)]
+    return Progress(
+        folder=folder, epochs_done=len(log.get("epoch", [])), epochs_total=total, finished=results is not None,
+        last_accuracy=accuracies[-1] if accuracies else None,
+        test_accuracy=results["test_accuracy"] if results else None,
+        seconds_per_epoch=statistics.median(seconds) if seconds else None,
+    )
+
+
+def format_duration(seconds):
+    if seconds is None:
+        return "unknown"
+    minutes = int(round(seconds / 60))
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"

@@ -1,0 +1,165 @@
+"""The training campaign: recipes, a run continued from a copy of its folder after a real kill ends
+with the weights of an uninterrupted run, settings that would mix two runs are refused, finished
+training is never lost, and `reproduce --status` tells where each model stands."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from rir_keras import recipes, runs, training
+from rir_keras.applications import RiRNet
+from rir_keras.cli import main
+from rir_keras.data import load_split
+
+TINY_FLAGS = ["--width-multiplier", "0.125", "--batch-size", "32", "--no-jit", "--train-limit", "128",
+              "--test-limit", "64"]
+
+
+@pytest.fixture
+def cli_env(data_dir, monkeypatch):
+    monkeypatch.setenv("RIR_KERAS_DATA", str(data_dir))
+    return {**os.environ, "RIR_KERAS_DATA": str(data_dir), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@pytest.fixture(scope="module")
+def mini(data_dir):
+    archive = data_dir / "cifar10-mini.tar.gz"
+    return load_split(archive, "train").subset(slice(0, 64)), load_split(archive, "test").subset(slice(0, 32))
+
+
+# -- recipes ---------------------------------------------------------------------------------------
+
+def test_paper_recipe_is_the_papers():
+    paper = recipes.get("paper")
+    config = training.TrainConfig(**paper.training)
+    assert (config.epochs, config.batch_size, config.learning_rate, config.momentum) == (82, 128, 0.1, 0.9)
+    assert config.decay_epochs == (42, 62) and config.decay_factor == 0.1 and config.schedule == "step"
+    assert paper.weight_decay == 1e-4 and config.augment
+
+
+def test_fast_recipe_warms_up_then_follows_a_cosine_to_zero():
+    config = training.TrainConfig(**recipes.get("fast").training)
+    assert config.nesterov and config.label_smoothing == 0.1 and config.schedule == "cosine"
+    steps = 10
+    schedule = training.learning_rate_schedule(config, steps)
+    rate = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))  # noqa: E731
+    warmup = config.warmup_epochs * steps
+    assert rate(0) < rate(warmup // 2) < rate(warmup)
+    assert rate(warmup) == pytest.approx(0.1)
+    middle = warmup + (config.epochs * steps - warmup) // 2
+    assert rate(middle) == pytest.approx(0.05, rel=1e-3)
+    assert rate(config.epochs * steps) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_unknown_recipe_is_named():
+    with pytest.raises(ValueError, match="Received: recipe='slow'"):
+        recipes.get("slow")
+
+
+def test_label_smoothing_is_the_smoothed_cross_entropy():
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], "float32")
+    labels = np.array([0, 2])
+    loss = training.SparseCrossentropy(label_smoothing=0.3)(labels, probabilities)
+    targets = np.eye(3)[labels] * 0.7 + 0.1
+    expected = np.mean(-np.sum(targets * np.log(probabilities), axis=-1))
+    assert float(keras.ops.convert_to_numpy(loss)) == pytest.approx(expected, rel=1e-5)
+
+
+# -- a run's folder --------------------------------------------------------------------------------
+
+def log_epochs(path):
+    return len(runs.read_log(path).get("epoch", []))
+
+
+def test_a_run_killed_and_continued_from_a_copy_ends_with_the_uninterrupted_weights(cli_env, tmp_path):
+    command = [sys.executable, "-m", "rir_keras.cli", "reproduce", "--table", "32", "--models", "rir32",
+               "--seeds", "0", "--dataset", "cifar10-mini", "--recipe", "fast", "--epochs", "4", "--verbose", "0",
+               *TINY_FLAGS]
+    whole, cut, copy = tmp_path / "whole", tmp_path / "cut", tmp_path / "elsewhere" / "copy"
+    done = subprocess.run(command + ["--output", str(whole)], env=cli_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    process = subprocess.Popen(command + ["--output", str(cut)], env=cli_env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while log_epochs(cut / "rir32" / "seed0" / "log.csv") < 1 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # a real kill, at whatever instant it lands
+    process.wait()
+    finished_before = log_epochs(cut / "rir32" / "seed0" / "log.csv")
+    assert 1 <= finished_before < 4, "the kill should land mid-run"
+
+    shutil.copytree(cut, copy)  # the committed state, checked out on another machine
+    shutil.rmtree(cut)
+    resumed = subprocess.run(command + ["--output", str(copy)], env=cli_env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    results = json.loads((copy / "rir32" / "seed0" / "results.json").read_text())
+    assert results["epochs_this_run"] == 4 - finished_before and results["recipe"] == "fast"
+    assert results["history"]["epoch"] == [0.0, 1.0, 2.0, 3.0]
+    reference = keras.saving.load_model(whole / "rir32" / "seed0" / "model.keras", compile=False)
+    continued = keras.saving.load_model(copy / "rir32" / "seed0" / "model.keras", compile=False)
+    for expected, actual in zip(reference.get_weights(), continued.get_weights()):
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+    assert not (copy / "rir32" / "seed0" / "backup").exists()  # removed only after the outputs were written
+
+
+def test_changed_settings_are_refused_by_name(cli_env, tmp_path, capsys):
+    args = ["train", "--model", "rir32", "--dataset", "cifar10-mini", "--epochs", "1", "--steps-per-epoch", "1",
+            "--output", str(tmp_path), *TINY_FLAGS]
+    assert main(args) == 0
+    assert main(args[:-len(TINY_FLAGS)] + ["--learning-rate", "0.2", *TINY_FLAGS]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "learning_rate=0.1 (now 0.2)" in error[0] and "--restart" in error[0]
+    assert main(args[:-len(TINY_FLAGS)] + ["--learning-rate", "0.2", "--restart", *TINY_FLAGS]) == 0
+    assert json.loads((tmp_path / "run.json").read_text())["config"]["learning_rate"] == 0.2
+
+
+def test_a_kill_after_the_last_epoch_loses_nothing(mini, tmp_path, monkeypatch):
+    train, test = mini
+    config = training.TrainConfig(epochs=2, batch_size=32, jit_compile=False)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing the model")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "atomic_save", killed)
+        with pytest.raises(KeyboardInterrupt):
+            training.train(RiRNet(blocks_per_stage=(1, 1, 1), widths=(8, 8, 8)), train, test, config, tmp_path,
+                           verbose=0)
+    assert (tmp_path / "backup").is_dir() and log_epochs(tmp_path / "log.csv") == 2
+    results = training.train(RiRNet(blocks_per_stage=(1, 1, 1), widths=(8, 8, 8)), train, test, config, tmp_path,
+                             verbose=0)
+    assert results["epochs_this_run"] == 0 and len(results["history"]["epoch"]) == 2
+    assert (tmp_path / "model.keras").is_file() and not (tmp_path / "backup").exists()
+
+
+def test_status_prints_each_models_progress_and_an_eta(cli_env, tmp_path, capsys):
+    assert main(["reproduce", "--table", "32", "--models", "cnn32", "--seeds", "0", "--dataset", "cifar10-mini",
+                 "--recipe", "fast", "--epochs", "1", "--steps-per-epoch", "1", "--verbose", "0",
+                 "--output", str(tmp_path), *TINY_FLAGS]) == 0
+    capsys.readouterr()
+    # The campaign's plan holds two seeds of two models; one run has finished.
+    plan = json.loads((tmp_path / "campaign.json").read_text())
+    plan.update(models=["cnn32", "rir32"], seeds=[0, 1])
+    (tmp_path / "campaign.json").write_text(json.dumps(plan))
+    assert main(["reproduce", "--status", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line
+            for line in out.splitlines() if line.startswith("| ") and "seed" not in line and "---" not in line}
+    assert set(rows) == {("cnn32", "0"), ("cnn32", "1"), ("rir32", "0"), ("rir32", "1")}
+    assert "1/1" in rows["cnn32", "0"] and "finished" in rows["cnn32", "0"]
+    assert "0/1" in rows["rir32", "1"]
+    assert "left" in out and "ETA" in out
+
+
+def test_status_of_a_folder_without_a_campaign_is_an_error(tmp_path, capsys):
+    assert main(["reproduce", "--status", str(tmp_path / "nothing")]) == 2
+    assert "Received: --status=" in capsys.readouterr().err

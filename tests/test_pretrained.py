@@ -1,0 +1,330 @@
+"""Shipped weights (`weights="cifar10"`), tested on a temporary store holding a width-reduced RiR-32.
+
+The package's store (applications/weights/) may hold no weights yet: the real manifest is checked
+for what it holds, and every loading rule is checked on a store made here. The shipping tool
+(tools/ship_weights.py) is run on a run folder made here, measured on the CIFAR-10 mini test split.
+"""
+import importlib.util
+import json
+import os
+import pathlib
+import re
+import shutil
+
+import h5py
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from rir_keras import data as datasets
+from rir_keras.applications import CNN32, RiRNet, RiR18Wide, RiR32, pretrained, registry
+from rir_keras.preprocessing import CIFAR10_CLASSES, preprocess_input
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+TINY = dict(width_multiplier=0.125)
+CAMPAIGN = ("cnn32", "resnet32", "resnet_init32", "rir32")
+
+
+def raises(argument, value):
+    """pytest.raises for a one-line ValueError ending with "Received: argument=value"."""
+    return pytest.raises(ValueError, match=re.escape(f"Received: {argument}={value!r}") + "$")
+
+
+def raw_images(batch=4, shape=(32, 32, 3), seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(batch, *shape)).astype("float32")
+
+
+def predict(model, x):
+    return ops.convert_to_numpy(model(x, training=False))
+
+
+def randomized(model, seed=0):
+    """``model`` with every variable random (batch-norm variances positive), so equal outputs mean
+    equal weights, batch-norm statistics included."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([(np.abs(rng.normal(size=w.shape)) + 0.5 if "variance" in v.path else
+                        0.2 * rng.normal(size=w.shape)).astype("float32")
+                       for v, w in zip(model.weights, model.get_weights())])
+    return model
+
+
+def write_record(store, name, model, options, top1=0.5, test_images=10_000):
+    """Ship ``model``'s weights into ``store`` as ``name``'s weights="cifar10", with a full record."""
+    os.makedirs(store, exist_ok=True)
+    temporary = os.path.join(store, "new.weights.h5")
+    model.save_weights(temporary)
+    digest = pretrained.sha256(temporary)
+    file = pretrained.file_name(name, "cifar10", digest)
+    os.replace(temporary, os.path.join(store, file))
+    correct = int(top1 * test_images)
+    entry = {
+        "registry_name": name, "weights": "cifar10", "file": file, "sha256": digest,
+        "options": {**options, "classes": 10, "input_shape": [32, 32, 3]},
+        "dataset": "CIFAR-10 (JPEG copy)", "dataset_sha256": None, "train_split": "train", "train_images": 50_000,
+        "split": "test", "test_images": test_images, "classes": list(CIFAR10_CLASSES), "preprocessing": "cifar10",
+        "top1": correct / test_images, "correct": correct,
+        "command": f"rir-keras evaluate --model {name} --weights cifar10 --dataset cifar10",
+        "recipe": "fast", "config": {"seed": 0, "epochs": 1}, "epochs": 1, "seed": 0,
+        "parameters": model.count_params(), "trainable_parameters": 1, "keras_version": keras.__version__,
+        "backend": keras.backend.backend(), "backend_version": "x", "date": "2026-01-01", "machine": "test",
+        "training": {},
+    }
+    manifest = pretrained.read_manifest(store)
+    manifest.setdefault(name, {})["cifar10"] = entry
+    with open(pretrained.manifest_path(store), "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle)
+    return entry
+
+
+@pytest.fixture(scope="module")
+def source():
+    """The width-reduced RiR-32 the temporary store ships, its weights random."""
+    return randomized(RiR32(weight_decay=1e-4, **TINY))
+
+
+@pytest.fixture(scope="module")
+def shipped_store(tmp_path_factory, source):
+    store = str(tmp_path_factory.mktemp("store"))
+    write_record(store, "rir32", source, {**TINY, "weight_decay": 1e-4, "preprocessing": "cifar10"})
+    return store
+
+
+@pytest.fixture
+def store(shipped_store, monkeypatch):
+    monkeypatch.setattr(pretrained, "STORE", shipped_store)
+    return shipped_store
+
+
+@pytest.fixture
+def empty_store(tmp_path, monkeypatch):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "manifest.json").write_text("{}")
+    monkeypatch.setattr(pretrained, "STORE", str(folder))
+    return str(folder)
+
+
+def test_the_store_is_valid(store):
+    assert pretrained.check_manifest() == 1
+    assert [entry["registry_name"] for entry in pretrained.records()] == ["rir32"]
+
+
+def test_loads_and_predicts_as_the_source(store, source):
+    x = raw_images()
+    expected = predict(source, x)
+    for model in (RiR32(weights="cifar10", **TINY), registry.build("rir32", weights="cifar10", **TINY),
+                  pretrained.build("rir32")):
+        np.testing.assert_array_equal(predict(model, x), expected)
+
+
+def test_include_top_false_loads_the_body(store, source):
+    x = raw_images()
+    features = keras.Model(source.input, source.get_layer("avg_pool").output)
+    body = RiR32(weights="cifar10", include_top=False, pooling="avg", **TINY)
+    assert "logits" not in [layer.name for layer in body.layers]
+    np.testing.assert_array_equal(predict(body, x), predict(features, x))
+    # classes do not matter without the top; any input size works for the body
+    RiR32(weights="cifar10", include_top=False, classes=100, input_shape=(48, 48, 3), **TINY)
+
+
+def test_without_preprocessing_layer_takes_preprocessed_inputs(store, source):
+    x = raw_images()
+    model = RiR32(weights="cifar10", include_preprocessing=False, **TINY)
+    np.testing.assert_allclose(predict(model, preprocess_input(x, "cifar10")), predict(source, x), rtol=1e-5, atol=1e-6)
+
+
+def test_wrong_classes_refused(store):
+    with raises("classes", 100):
+        RiR32(weights="cifar10", classes=100, **TINY)
+
+
+@pytest.mark.parametrize("option, value", [
+    ("identity", "constant"), ("shortcut", "projection"), ("transient_ratio", 0.25), ("width_multiplier", 1.0),
+    ("preprocessing", "cifar100"), ("preprocessing", None), ("forget_gate", True),
+])
+def test_an_option_that_changes_the_function_is_refused(store, option, value):
+    with raises(option, value):
+        RiR32(weights="cifar10", **{**TINY, option: value})
+
+
+def test_options_that_only_change_training_are_free(store, source):
+    x = raw_images()
+    model = RiR32(weights="cifar10", weight_decay=5e-4, kernel_initializer="glorot_uniform", name="mine", **TINY)
+    np.testing.assert_array_equal(predict(model, x), predict(source, x))
+
+
+def test_logits_instead_of_probabilities(store, source):
+    x = raw_images()
+    logits = RiR32(weights="cifar10", classifier_activation=None, **TINY)
+    probabilities = ops.convert_to_numpy(ops.softmax(predict(logits, x)))
+    np.testing.assert_allclose(probabilities, predict(source, x), rtol=1e-5, atol=1e-6)
+
+
+def test_fewer_input_channels_refused(store):
+    with raises("input_shape", (32, 32, 1)):
+        RiR32(weights="cifar10", input_shape=(32, 32, 1), **TINY)
+
+
+def test_corrupted_or_missing_file_refused(store, tmp_path, monkeypatch):
+    copy = str(tmp_path / "copy")
+    shutil.copytree(store, copy)
+    monkeypatch.setattr(pretrained, "STORE", copy)
+    path = os.path.join(copy, pretrained.record("rir32")["file"])
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(ValueError, match=r"is corrupted: its SHA-256 is [0-9a-f]{64}, the manifest's [0-9a-f]{64}.*"
+                                         r"Received: weights='cifar10'$"):
+        RiR32(weights="cifar10", **TINY)
+    with pytest.raises(ValueError, match="does not have the record's SHA-256"):
+        pretrained.check_manifest()
+    os.remove(path)
+    with pytest.raises(ValueError, match="is missing"):
+        RiR32(weights="cifar10", **TINY)
+
+
+@pytest.mark.parametrize("name", CAMPAIGN)
+def test_no_record_yet(empty_store, name):
+    message = (f"weights='cifar10' for {name} are not available yet: its training campaign has not finished "
+               "(see docs/results.md). Received: weights='cifar10'")
+    for build in (registry.get(name), lambda **kwargs: pretrained.build(name)):
+        with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+            build(weights="cifar10")
+
+
+def test_models_without_shipped_weights_refuse_them(empty_store):
+    with pytest.raises(ValueError, match="not offered for rir18_wide: only for the registry models cnn32, resnet32, "
+                                         "resnet_init32, rir32. Received: weights='cifar10'$"):
+        RiR18Wide(weights="cifar10")
+    with pytest.raises(ValueError, match="not offered for this constructor.*Received: weights='cifar10'$"):
+        RiRNet(blocks_per_stage=(1, 1, 1), widths=(4, 4, 4), weights="cifar10")
+
+
+@pytest.mark.parametrize("weights", ["imagenet", "CIFAR10", "cifar100"])
+def test_unknown_string_refused(empty_store, weights):
+    with pytest.raises(ValueError, match=re.escape("None, 'cifar10' or the path") + ".*" + re.escape(f"Received: weights={weights!r}") + "$"):
+        CNN32(weights=weights, **TINY)
+
+
+def test_committed_manifest_is_valid():
+    """The package's own store: a well-formed manifest (``{}`` until weights ship), every file it
+    names present with its SHA-256 and hashed name, and no file without a record."""
+    for store in (str(REPO / "applications" / "weights"), pretrained.STORE):  # the repository's, the installed one
+        with open(pretrained.manifest_path(store), encoding="utf-8") as handle:
+            assert isinstance(json.load(handle), dict)
+        count = pretrained.check_manifest(store)
+        for entry in pretrained.records(store):
+            assert pretrained.FILE_PATTERN.match(entry["file"])
+            assert entry["registry_name"] in CAMPAIGN and entry["seed"] == 0
+        assert count == len(pretrained.records(store))
+
+
+def test_check_manifest_finds_problems(store, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(store, copy)
+    (copy / "stray.weights.h5").write_bytes(b"x")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["rir32"]["cifar10"]["seed"] = 1
+    manifest["rir32"]["cifar10"]["file"] = "rir32-cifar10-00000000.weights.h5"
+    del manifest["rir32"]["cifar10"]["machine"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="field 'machine' is missing"):
+        pretrained.check_manifest(str(copy))
+    manifest["rir32"]["cifar10"]["machine"] = "test"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError) as error:
+        pretrained.check_manifest(str(copy))
+    for problem in ("should be named", "only seed 0's weights ship", "stray.weights.h5: in the store without a record"):
+        assert problem in str(error.value)
+
+
+def test_model_cards_from_the_manifest(store, empty_store, monkeypatch):
+    assert "None has shipped yet" in pretrained.model_cards(empty_store)
+    cards = pretrained.model_cards(store)
+    assert "### `rir32`, `weights=\"cifar10\"`" in cards and "None has shipped yet" not in cards
+    assert "rir-keras evaluate --model rir32 --weights cifar10 --dataset cifar10" in cards
+    assert all(f"`{field}`" in cards for field in pretrained.RECORD_FIELDS)
+
+
+# --------------------------------------------------------------------------- the shipping tool
+
+
+@pytest.fixture(scope="module")
+def ship_weights():
+    spec = importlib.util.spec_from_file_location("ship_weights", REPO / "tools" / "ship_weights.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def mini_test(data_dir):
+    return datasets.load_split(str(data_dir / "cifar10-mini.tar.gz"), "test")
+
+
+def make_run(folder, model, test_data, seed=0, off_by=0, measure=True, **changes):
+    """A finished run folder as ``rir-keras train`` leaves it, its final test accuracy measured on
+    ``test_data`` (``off_by`` images wrong, to fake a disagreement)."""
+    os.makedirs(folder)
+    model.save(os.path.join(folder, "model.keras"))
+    correct, images = pretrained.measure(model, test_data, 128) if measure else (0, len(test_data))
+    config = {"seed": seed, "epochs": 1, "batch_size": 128}
+    results = {
+        "registry_name": "rir32", "dataset": "cifar10", "model_options": {**TINY, "weight_decay": 1e-4,
+                                                                        "preprocessing": "cifar10"},
+        "config": config, "preprocessing": "cifar10", "test_accuracy": (correct + off_by) / images,
+        "test_images": images, "train_images": 50_000, "history": {"epoch": [0], "seconds": [7.0]},
+        "backend": keras.backend.backend(), "machine": "x86_64", "recipe": "fast", "parameters": model.count_params(),
+        **changes,
+    }
+    for name, data in (("results.json", results), ("run.json", {"config": config})):
+        with open(os.path.join(folder, name), "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+
+
+def test_ship_weights_tool(tmp_path, ship_weights, mini_test, source, monkeypatch):
+    store = str(tmp_path / "weights")
+    run = str(tmp_path / "run")
+    make_run(run, source, mini_test)
+    entry = ship_weights.ship(run, mini_test, store=store)
+    assert pretrained.check_manifest(store) == 1
+    assert entry["file"] == f"rir32-cifar10-{entry['sha256'][:8]}.weights.h5"
+    assert entry["command"] == "rir-keras evaluate --model rir32 --weights cifar10 --dataset cifar10"
+    assert entry["options"]["width_multiplier"] == 0.125 and entry["seed"] == 0 and entry["recipe"] == "fast"
+    assert entry["test_images"] == len(mini_test) and entry["top1"] == entry["correct"] / len(mini_test)
+    with h5py.File(os.path.join(store, entry["file"]), "r") as file:
+        assert "optimizer" not in file  # weights only
+    monkeypatch.setattr(pretrained, "STORE", store)
+    x = raw_images()
+    np.testing.assert_array_equal(predict(pretrained.build("rir32"), x), predict(source, x))
+    with pytest.raises(ship_weights.ShipError, match="--replace"):
+        ship_weights.ship(run, mini_test, store=store)
+
+
+@pytest.mark.parametrize("problem, kwargs, message", [
+    ("another seed", dict(seed=1), "only seed 0's final weights ship"),
+    ("a different accuracy", dict(off_by=1), "nothing shipped"),
+    ("a model without weights='cifar10'", dict(registry_name="rir18_wide"), "offered for cnn32"),
+    ("other data", dict(dataset="data/cifar10-mini.tar.gz"), "not the full CIFAR-10"),
+    ("a test subset", dict(test_images=100), "on the full test split"),
+    ("a run still going", dict(backup=True), "has not finished"),
+])
+def test_ship_weights_refuses(tmp_path, ship_weights, mini_test, source, problem, kwargs, message):
+    store = str(tmp_path / "weights")
+    run = str(tmp_path / "run")
+    backup = kwargs.pop("backup", False)
+    make_run(run, source, mini_test, measure="off_by" in kwargs, **kwargs)  # the others fail before measuring
+    if backup:
+        os.makedirs(os.path.join(run, "backup"))
+    with pytest.raises(ship_weights.ShipError, match=message):
+        ship_weights.ship(run, mini_test, store=store)
+    assert pretrained.read_manifest(store) == {}  # nothing written
+    assert not os.path.isdir(store) or os.listdir(store) == []
+
+
+def test_docs_carry_the_model_cards():
+    """docs/models.md holds the section `benchmarks/model_table.py --cards` writes from the manifest."""
+    text = (REPO / "docs" / "models.md").read_text(encoding="utf-8")
+    assert pretrained.model_cards() in text, "regenerate it: .venv/bin/python benchmarks/model_table.py --cards"

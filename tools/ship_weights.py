@@ -1,0 +1,250 @@
+"""Ship a finished training run's weights as ``weights="cifar10"``.
+
+    .venv/bin/python tools/ship_weights.py results/table32-cifar10/rir32
+
+RUN_FOLDER is a finished run of the training campaign (``rir-keras train`` / ``reproduce``): it
+holds ``model.keras``, ``results.json`` and ``run.json``, and no ``backup/`` (a run still going).
+The script
+
+1. checks the run: a model that takes ``weights="cifar10"`` (CNN32, ResNet32, ResNetInit32,
+   RiR32), trained on CIFAR-10 (JPEG copy) with seed 0 for all its epochs, its final test accuracy
+   measured on the full test split;
+2. builds the model with the run's options, takes the weights of ``model.keras`` (the constructor
+   checks that the file computes the same function) and writes them alone, without optimizer
+   state, as ``applications/weights/<model>-cifar10-<sha256[:8]>.weights.h5``;
+3. measures top-1 on the full test split with the model loaded through ``weights="cifar10"``
+   from a staging copy of the store (so the measured file is the shipped file, byte for byte), the
+   way ``rir-keras evaluate --model NAME --weights cifar10 --dataset cifar10`` measures it;
+4. checks that it is the run's final test accuracy, image for image, and only then writes the
+   file and its record (``rir_keras.applications.pretrained.RECORD_FIELDS``) into the store.
+   Nothing in the store changes when a check fails.
+
+**Seed 0's final weights only.** The weights shipped are the last epoch's of the seed-0 run: never
+the best epoch, never the best of several seeds. Choosing among epochs or seeds by test accuracy
+would make the shipped accuracy a selection on the test set, not a measurement; a run with another
+seed is refused. Other seeds belong in docs/results.md (mean and standard deviation), not here.
+
+Afterwards, regenerate the model cards of docs/models.md with
+``.venv/bin/python benchmarks/model_table.py --cards`` and commit the store and the docs together.
+"""
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("RIR_KERAS_DATA", os.path.join(os.path.dirname(REPO), "shared", "datasets", "cifar10"))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from rir_keras import data as datasets  # noqa: E402
+from rir_keras import preprocessing as preprocessing_lib  # noqa: E402
+from rir_keras.applications import pretrained, registry  # noqa: E402
+from rir_keras.reporting import write_json  # noqa: E402
+
+STORE = os.path.join(REPO, "applications", "weights")  # the repository's store, whatever is installed
+WEIGHTS = "cifar10"
+
+
+class ShipError(Exception):
+    """A check failed: nothing was shipped."""
+
+
+def read_run(folder):
+    """``(results, settings)`` of the finished run in ``folder``; ShipError if it is not one."""
+    def read(name):
+        with open(os.path.join(folder, name), encoding="utf-8") as handle:
+            return json.load(handle)
+
+    for name in ("results.json", "model.keras"):
+        if not os.path.isfile(os.path.join(folder, name)):
+            raise ShipError(f"{folder} holds no {name}: not a finished run")
+    if os.path.isdir(os.path.join(folder, "backup")):
+        raise ShipError(f"{folder} still holds backup/: the run has not finished")
+    settings = read("run.json") if os.path.isfile(os.path.join(folder, "run.json")) else {}
+    return read("results.json"), settings
+
+
+def check_run(results, settings, weights=WEIGHTS):
+    """Refuse a run that is not the campaign's seed-0, full-length run of a model taking ``weights``."""
+    name = results.get("registry_name")
+    if name not in pretrained.CAMPAIGN[weights]:
+        raise ShipError(f"model {name!r}: weights={weights!r} is offered for {', '.join(pretrained.CAMPAIGN[weights])}")
+    config = results.get("config", {})
+    seeds = {config.get("seed"), settings.get("config", {}).get("seed", config.get("seed"))}
+    if seeds != {0}:
+        raise ShipError(f"the run's seed is {sorted(seeds, key=str)}: only seed 0's final weights ship "
+                        "(never a seed chosen by test accuracy)")
+    epochs = len(results.get("history", {}).get("epoch", []))
+    if epochs != config.get("epochs"):
+        raise ShipError(f"the run logged {epochs} epochs of {config.get('epochs')}: ship a finished run's final epoch")
+    base = os.path.basename(str(results.get("dataset", "")).rstrip("/")).lower()
+    if not base.startswith("cifar10") or base.startswith("cifar100") or "mini" in base:
+        raise ShipError(f"the run trained on {results.get('dataset')!r}, not the full CIFAR-10 (JPEG copy)")
+    return name
+
+
+def recipe_name(results, settings):
+    recipe = results.get("recipe", settings.get("recipe"))
+    return recipe.get("name") if isinstance(recipe, dict) else recipe
+
+
+def machine():
+    """The CPU (and accelerators) of this machine, in words."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    words = f"{os.cpu_count()}-core {cpu}, {platform.system()} {platform.machine()}"
+    if keras.backend.backend() == "jax":
+        import jax
+
+        accelerators = [device.device_kind for device in jax.devices() if device.platform != "cpu"]
+    elif keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        accelerators = [device.name for device in tf.config.list_physical_devices("GPU")]
+    else:
+        accelerators = []
+    return words + (f", {len(accelerators)} x {accelerators[0]}" if accelerators else ", no GPU")
+
+
+def backend_version():
+    name = keras.backend.backend()
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def command(name, weights, dataset, batch_size):
+    text = f"rir-keras evaluate --model {name} --weights {weights} --dataset {dataset}"
+    return text if batch_size == pretrained.EVALUATE_BATCH_SIZE else f"{text} --batch-size {batch_size}"
+
+
+def ship(folder, test_data, *, store=STORE, weights=WEIGHTS, dataset="cifar10", dataset_sha256=None,
+         batch_size=pretrained.EVALUATE_BATCH_SIZE, replace=False, check=check_run):
+    """Ship the run in ``folder``, measured on ``test_data`` (the full test split); returns its record."""
+    results, settings = read_run(folder)
+    name = check(results, settings, weights)
+    if results.get("test_images") != len(test_data):
+        raise ShipError(f"the run's final test accuracy is on {results.get('test_images')} images, the test split "
+                        f"has {len(test_data)}: ship a run measured on the full test split")
+    manifest = pretrained.read_manifest(store)
+    previous = manifest.get(name, {}).get(weights)
+    if previous and not replace:
+        raise ShipError(f"{name} already has weights={weights!r} ({previous['file']}); pass --replace to replace them")
+    # Every option the run set, and the defaults of those that decide or describe the weights.
+    defaults = pretrained.constructor_defaults(name)
+    options = {**{key: defaults[key] for key in (*pretrained.FUNCTION_OPTIONS, *pretrained.TRAINING_OPTIONS,
+                                                 "include_preprocessing") if key in defaults},
+               **results.get("model_options", {}),
+               "classes": test_data.num_classes, "input_shape": list(test_data.image_shape)}
+    source = registry.build(name, **options, weights=os.path.join(folder, "model.keras"))
+    if "preprocessing" in results and \
+            json.loads(json.dumps(preprocessing_lib.model_preprocessing(source))) != results["preprocessing"]:
+        raise ShipError(f"the model's preprocessing differs from the run's {results['preprocessing']!r}")
+    staging = tempfile.mkdtemp(prefix="ship-weights-")
+    try:
+        temporary = os.path.join(staging, "weights.weights.h5")
+        source.save_weights(temporary)  # an uncompiled model: weights only, no optimizer state
+        digest = pretrained.sha256(temporary)
+        file = pretrained.file_name(name, weights, digest)
+        os.replace(temporary, os.path.join(staging, file))
+        trainable = sum(int(np.prod(weight.shape)) for weight in source.trainable_weights)
+        history = results.get("history", {})
+        seconds = [s for s in history.get("seconds", []) if s == s]
+        run_folder = os.path.relpath(os.path.abspath(folder), REPO)
+        entry = {
+            "registry_name": name, "weights": weights, "file": file, "sha256": digest, "options": options,
+            "dataset": pretrained.DATASETS[weights]["dataset"], "dataset_sha256": dataset_sha256,
+            "train_split": results.get("train_split", "train"), "train_images": results.get("train_images"),
+            "split": pretrained.DATASETS[weights]["split"], "test_images": len(test_data),
+            "classes": list(test_data.class_names), "preprocessing": options.get("preprocessing"),
+            "command": command(name, weights, dataset, batch_size), "recipe": recipe_name(results, settings),
+            "config": results.get("config", {}), "epochs": len(history.get("epoch", [])),
+            "seed": results["config"]["seed"], "parameters": source.count_params(), "trainable_parameters": trainable,
+            "keras_version": keras.__version__, "backend": keras.backend.backend(),
+            "backend_version": backend_version(), "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+            "machine": machine(),
+            "training": {key: value for key, value in {
+                "backend": results.get("backend"), "machine": results.get("machine"),
+                "processor": results.get("processor"), "precision": results.get("precision"),
+                "hours": round(sum(seconds) / 3600, 2) if seconds else None, "run": run_folder,
+            }.items() if value is not None},
+        }
+        if list(test_data.class_names) != pretrained.DATASETS[weights]["classes"]:
+            raise ShipError(f"the test split's classes {test_data.class_names} are not {weights}'s")
+        # Measure the staged store: the file, the manifest record and the loading path that ship.
+        staged = json.loads(json.dumps(manifest))
+        staged.setdefault(name, {})[weights] = {**entry, "top1": 0.0, "correct": 0}
+        write_json(staged, pretrained.manifest_path(staging))
+        shipped_store, pretrained.STORE = pretrained.STORE, staging
+        try:
+            model = pretrained.build(name, weights)
+            correct, images = pretrained.measure(model, test_data, batch_size)
+        finally:
+            pretrained.STORE = shipped_store
+        expected = int(round(results["test_accuracy"] * results["test_images"]))
+        if correct != expected:
+            raise ShipError(f"weights={weights!r} scores {correct} of {images} test images, the run's final "
+                            f"evaluation {expected}: nothing shipped (try --batch-size "
+                            f"{results['config'].get('batch_size')}, the run's)")
+        entry.update(top1=correct / images, correct=correct)
+        # Only now touch the store: the file first, then the manifest that names it.
+        os.makedirs(store, exist_ok=True)
+        target = os.path.join(store, file)
+        shutil.copyfile(os.path.join(staging, file), target + ".tmp")
+        os.replace(target + ".tmp", target)
+        if pretrained.sha256(target) != digest:
+            raise ShipError(f"{target} was not written intact")
+        manifest.setdefault(name, {})[weights] = entry
+        write_json(manifest, pretrained.manifest_path(store))
+        if previous and previous["file"] != file and os.path.isfile(os.path.join(store, previous["file"])):
+            os.remove(os.path.join(store, previous["file"]))  # replaced: keep the store to what ships
+        pretrained.check_manifest(store)
+        return entry
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("run_folder", help="a finished run of the campaign, e.g. results/table32-cifar10/rir32")
+    parser.add_argument("--dataset", default="cifar10",
+                        help="the CIFAR-10 (JPEG copy) to measure on; default: cifar10, i.e. cifar10-jpeg.tar.gz "
+                             "under $RIR_KERAS_DATA (default ../shared/datasets/cifar10)")
+    parser.add_argument("--batch-size", type=int, default=pretrained.EVALUATE_BATCH_SIZE,
+                        help="the evaluation batch size (written into the record's command when not the default)")
+    parser.add_argument("--store", default=STORE, help="the store to ship into")
+    parser.add_argument("--replace", action="store_true", help="replace weights already shipped for the model")
+    args = parser.parse_args(argv)
+    source = datasets.resolve_source(args.dataset)
+    if source.startswith(datasets.TFDS_PREFIX) or os.path.basename(source) != "cifar10-jpeg.tar.gz":
+        parser.error(f"--dataset must resolve to cifar10-jpeg.tar.gz, the CIFAR-10 (JPEG copy); it resolves to {source!r}")
+    test_data = datasets.load_split(source, pretrained.DATASETS[WEIGHTS]["split"])
+    try:
+        entry = ship(args.run_folder, test_data, store=args.store, dataset=args.dataset,
+                     dataset_sha256=pretrained.sha256(source), batch_size=args.batch_size, replace=args.replace)
+    except ShipError as error:
+        print(f"ship_weights: {error}", file=sys.stderr)
+        return 1
+    print(f"shipped {entry['registry_name']} weights={entry['weights']!r}: {entry['file']}, top-1 "
+          f"{100 * entry['top1']:.2f}% ({entry['correct']} of {entry['test_images']}), measured by: {entry['command']}\n"
+          "Now: .venv/bin/python benchmarks/model_table.py --cards (into docs/models.md), and commit "
+          "applications/weights/ with it.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
