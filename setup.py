@@ -1,6 +1,21 @@
 """Install rir_keras: the core package plus `applications/` and `tuning/` as its subpackages."""
 from setuptools import setup
 
+CORE = [
+    "keras>=3.8,<3.16",
+    "keras-tuner>=1.4.7,<1.5",
+    "six>=1.16",  # keras-tuner 1.4 imports it without declaring it (python-dateutil 4 no longer brings it)
+    "numpy>=1.26,<3",
+    "h5py>=3.10",
+    "pillow>=10",
+    "matplotlib>=3.8,<4",
+    "pyyaml>=6,<7",
+    "psutil>=5.9,<8",
+]
+TENSORFLOW = ["tensorflow>=2.18,<2.22", "tensorflow-datasets>=4.9.7,<4.10", "tensorboard>=2.18,<2.22"]
+# The lent GPU machines have jax 0.11.2 (CUDA 13); tools/gpu/ installs the rest there from wheels.
+JAX = ["jax>=0.4.30,<0.12"]
+
 setup(
     name="rir_keras",
     version="0.2.0",
@@ -16,21 +31,15 @@ setup(
     },
     # Shipped trained weights (applications/weights/: manifest.json and *.weights.h5, weights only).
     package_data={"rir_keras.tuning": ["presets/*.yaml"], "rir_keras.applications": ["weights/*"]},
-    install_requires=[
-        "keras>=3.8,<3.16",
-        "tensorflow>=2.18,<2.22",
-        "tensorflow-datasets>=4.9.7,<4.10",
-        "keras-tuner>=1.4.7,<1.5",
-        "tensorboard>=2.18,<2.22",
-        "numpy>=1.26,<3",
-        "h5py>=3.10",
-        "pillow>=10",
-        "matplotlib>=3.8,<4",
-        "pyyaml>=6,<7",
-        "psutil>=5.9,<8",
-    ],
+    # Keras needs a backend: the extra [tensorflow] (every command) or [jax] (training, resuming,
+    # reproduce, tune, analyze, .keras export; no SavedModel/ONNX export, tensorflow-datasets or
+    # TensorBoard logs). [test] includes [tensorflow], so `pip install -e ".[test]"` (make, CI) installs
+    # what it always did. With JAX installed and TensorFlow not, rir_keras makes JAX Keras' backend.
+    install_requires=CORE,
     extras_require={
-        "test": ["pytest>=8,<10", "jax[cpu]>=0.4.30,<0.11", "tf2onnx>=1.16,<1.18", "onnxruntime>=1.18,<1.33"],
+        "tensorflow": TENSORFLOW,
+        "jax": JAX,
+        "test": TENSORFLOW + ["pytest>=8,<10", "jax[cpu]>=0.4.30,<0.11", "tf2onnx>=1.16,<1.18", "onnxruntime>=1.18,<1.33"],
         "bench": ["torch==2.13.0"],
     },
     entry_points={

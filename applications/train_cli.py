@@ -169,17 +169,26 @@ def run_train(args):
 
 
 def run_evaluate(args):
-    if not os.path.isfile(args.model_file):
-        raise FileNotFoundError(f"model file not found: {args.model_file!r}")
+    if (args.model_file is None) == (args.model is None):
+        raise ValueError("evaluate takes a model file or --model NAME --weights DATASET, one of the two. "
+                         f"Received: model_file={args.model_file!r}, --model={args.model!r}")
     import rir_keras  # noqa: F401  (registers our layers for loading)
+    from rir_keras.applications import pretrained
 
-    model = keras.saving.load_model(args.model_file, compile=False)
+    if args.model is not None:
+        model = pretrained.build(args.model, args.weights or "cifar10")
+        source = {"model": args.model, "weights": args.weights or "cifar10"}
+    elif not os.path.isfile(args.model_file):
+        raise FileNotFoundError(f"model file not found: {args.model_file!r}")
+    else:
+        model = keras.saving.load_model(args.model_file, compile=False)
+        source = {"model_file": args.model_file}
     test = subset(datasets.load_split(args.dataset, args.split, data_dir=args.data_dir), args.limit, 0, "--limit")
-    config = training.TrainConfig(epochs=1, batch_size=args.batch_size)
     training.compile_for_evaluation(model)  # the model normalizes the raw images itself
-    result = training.evaluate(model, test, config)
-    report = {"model_file": args.model_file, "dataset": str(args.dataset), "split": args.split,
-              "images": len(test), "preprocessing": preprocessing_lib.model_preprocessing(model),
+    result = training.evaluate(model, test, training.TrainConfig(epochs=1, batch_size=args.batch_size))
+    report = {**source, "dataset": str(args.dataset), "split": args.split, "images": len(test),
+              "correct": int(round(float(result["accuracy"]) * len(test))),
+              "preprocessing": preprocessing_lib.model_preprocessing(model),
               **{k: float(v) for k, v in result.items()}}
     print(json.dumps(report, indent=2))
     return 0
@@ -304,12 +313,14 @@ def add_train(subparsers):
 
 
 def add_evaluate(subparsers):
-    parser = subparsers.add_parser("evaluate", help="evaluate a saved .keras model",
+    parser = subparsers.add_parser("evaluate", help="evaluate a saved .keras model or shipped weights",
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                    description="Evaluate a saved model on raw images: the model carries its "
                                                "own input normalization (its preprocessing layer), and a model "
                                                "that outputs logits is scored with from_logits=True.")
-    parser.add_argument("model_file", help="a .keras file, e.g. runs/train/model.keras")
+    parser.add_argument("model_file", nargs="?", help="a .keras file, e.g. runs/train/model.keras")
+    parser.add_argument("--model", help="instead of a file: a registry model with shipped weights, e.g. rir32")
+    parser.add_argument("--weights", choices=("cifar10",), help="the shipped weights of --model (default cifar10)")
     parser.add_argument("--dataset", default="cifar10", help="as for train")
     parser.add_argument("--data-dir")
     parser.add_argument("--split", default="test")

@@ -2,8 +2,12 @@
 
 Constructors live in ``rir_keras.applications``, the hyperparameter grid in ``rir_keras.tuning``.
 """
-from rir_keras.initializers import ResNetInit
-from rir_keras.layers import BlockShortcut, ForgetGate, ResNetInitConv2D, RiRConv2D
+from rir_keras import dependencies as _dependencies
+
+_dependencies.choose_backend()  # before Keras is imported: JAX where TensorFlow is not installed
+
+from rir_keras.initializers import ResNetInit  # noqa: E402
+from rir_keras.layers import BlockShortcut, ForgetGate, ResNetInitConv2D, RiRConv2D  # noqa: E402
 
 __version__ = "0.2.0"
 __all__ = ["ResNetInit", "ResNetInitConv2D", "RiRConv2D", "BlockShortcut", "ForgetGate"]

@@ -8,6 +8,8 @@ import argparse
 import sys
 from importlib.metadata import entry_points
 
+from rir_keras.dependencies import MissingDependency
+
 COMMAND_GROUP = "rir_keras.commands"
 
 
@@ -43,7 +45,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, MissingDependency) as error:
         print(f"rir-keras {args.command}: error: {error}", file=sys.stderr)
         return 2
 

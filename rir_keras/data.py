@@ -393,10 +393,13 @@ def _load_tfds(name, split, data_dir):
     try:
         import tensorflow_datasets as tfds
     except ImportError as exc:
-        raise ImportError(
+        from rir_keras.dependencies import MissingDependency
+
+        raise MissingDependency(
             f"Loading dataset {name!r} from tensorflow-datasets needs the packages "
-            "tensorflow-datasets and tensorflow. Without them, use a local folder or .tar.gz "
-            f"archive (see {DATA_ENV_VAR})."
+            "tensorflow-datasets and tensorflow (pip install 'rir_keras[tensorflow]'). Without them, use a "
+            f"local folder or .tar.gz archive (a bare name is looked up under {DATA_ENV_VAR}, "
+            f"now {os.environ.get(DATA_ENV_VAR)!r})."
         ) from exc
     try:
         tensors, info = tfds.load(

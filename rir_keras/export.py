@@ -29,6 +29,7 @@ import uuid
 
 import numpy as np
 
+from rir_keras import dependencies
 from rir_keras import preprocessing as preprocessing_lib
 
 INPUT_NAME = "images"
@@ -206,11 +207,7 @@ def atomic_output(path, overwrite=False, suffix=""):
 
 
 def _require_tensorflow_backend(what):
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(f"{what} needs the TensorFlow backend (KERAS_BACKEND=tensorflow). "
-                           f"Received: backend={keras.backend.backend()!r}")
+    dependencies.require_tensorflow(what, instead="rir-keras export --format keras needs no TensorFlow")
 
 
 def export_saved_model(model, path, *, top_k=None, class_names=None, overwrite=False):
@@ -230,7 +227,7 @@ def export_saved_model(model, path, *, top_k=None, class_names=None, overwrite=F
     Signatures: ``serving_default`` takes ``images`` as uint8, ``serving_float32`` as float32 in [0, 255];
     both return ``probabilities`` (and the top-k outputs). Returns ``path``.
     """
-    _require_tensorflow_backend("export_saved_model")
+    _require_tensorflow_backend("a SavedModel export")
     import tensorflow as tf
 
     graph = ServingGraph(model, top_k, class_names)
@@ -262,11 +259,12 @@ def export_onnx(model, path, *, top_k=None, class_names=None, overwrite=False, o
 
     Same arguments and outputs as ``export_saved_model`` (its ``serving_default`` signature). Returns ``path``.
     """
-    _require_tensorflow_backend("export_onnx")
+    _require_tensorflow_backend("an ONNX export")
     try:
         import tf2onnx
     except ImportError as error:
-        raise RuntimeError(f"export_onnx needs tf2onnx (pip install 'rir_keras[test]'): {error}") from error
+        raise dependencies.MissingDependency(f"an ONNX export needs tf2onnx, which this process cannot import "
+                                             f"({error}): pip install 'rir_keras[test]'") from None
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
@@ -323,7 +321,11 @@ def load_serving_function(path, signature=SERVING_SIGNATURE):
     ``images`` is a numpy array or tensor of the signature's dtype (uint8 for ``serving_default``).
     Needs only TensorFlow (no Keras, no rir_keras).
     """
-    import tensorflow as tf
+    try:
+        import tensorflow as tf
+    except ImportError as error:
+        raise dependencies.MissingDependency(f"loading a SavedModel needs TensorFlow, which this process cannot "
+                                             f"import ({error}): pip install 'rir_keras[tensorflow]'") from None
 
     if not os.path.isdir(os.fspath(path)):
         raise FileNotFoundError(f"SavedModel folder not found. Received: path={os.fspath(path)!r}")

@@ -170,6 +170,13 @@ def read_log(path):
             for key in columns}
 
 
+def backed_up_epochs(folder):
+    """The epochs the backup of the run in ``folder`` holds (its ``backup/training_metadata.json``,
+    written by ``training.AtomicBackupAndRestore``): 0 where there is none yet."""
+    pointer = os.path.join(folder, "backup", "training_metadata.json")
+    return int(read_json(pointer)["epoch"]) if os.path.isfile(pointer) else 0
+
+
 def progress(folder):
     """The ``Progress`` of the run in ``folder`` (an empty or missing folder has done nothing)."""
     settings_path = os.path.join(folder, SETTINGS_FILE)
@@ -180,8 +187,10 @@ def progress(folder):
     total = settings.get("config", {}).get("epochs")
     accuracies = [a for a in log.get("val_accuracy", []) if not math.isnan(a)]
     seconds = [s for s in log.get("seconds", []) if not math.isnan(s)]
+    logged = len(log.get("epoch", []))
     return Progress(
-        folder=folder, epochs_done=len(log.get("epoch", [])), epochs_total=total, finished=results is not None,
+        folder=folder, epochs_done=logged if results else min(logged, backed_up_epochs(folder)),
+        epochs_total=total, finished=results is not None,
         last_accuracy=accuracies[-1] if accuracies else None,
         test_accuracy=results["test_accuracy"] if results else None,
         seconds_per_epoch=statistics.median(seconds) if seconds else None,

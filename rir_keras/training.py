@@ -31,7 +31,7 @@ from keras import ops
 from rir_keras.data import ArrayBatches
 from rir_keras.preprocessing import model_preprocessing
 from rir_keras.reporting import write_json
-from rir_keras.runs import check_settings, machine, read_log, record_session, sessions
+from rir_keras.runs import backed_up_epochs, check_settings, machine, read_log, record_session, sessions
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCHEDULES = ("step", "cosine")
@@ -309,9 +309,9 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
     if os.path.isfile(results_path) and not os.path.isdir(backup):
         with open(results_path, encoding="utf-8") as handle:
             return json.load(handle)  # finished
-    if not os.path.isdir(backup) and os.path.exists(log_path):
-        os.remove(log_path)  # rows of epochs whose backup was never written
-    done_before = len(read_log(log_path).get("epoch", []))
+    done_before = backed_up_epochs(output_dir)
+    if not done_before and os.path.exists(log_path):
+        os.remove(log_path)  # rows of epochs whose backup was never written (later ones are logged again)
     record_session(output_dir, first_epoch=done_before)
     keras.utils.set_random_seed(config.seed)
     train_batches = batches(train_data, config, training=True)

@@ -328,3 +328,26 @@ def test_docs_carry_the_model_cards():
     """docs/models.md holds the section `benchmarks/model_table.py --cards` writes from the manifest."""
     text = (REPO / "docs" / "models.md").read_text(encoding="utf-8")
     assert pretrained.model_cards() in text, "regenerate it: .venv/bin/python benchmarks/model_table.py --cards"
+
+
+def test_cli_evaluates_shipped_weights(store, source, data_dir, monkeypatch, capsys):
+    from rir_keras.cli import main
+
+    monkeypatch.setenv("RIR_KERAS_DATA", str(data_dir))
+    assert main(["evaluate", "--model", "rir32", "--weights", "cifar10", "--dataset", "cifar10-mini",
+                 "--limit", "32"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    test = datasets.load_split(data_dir / "cifar10-mini.tar.gz", "test")
+    chosen = np.sort(np.random.default_rng(0).permutation(len(test))[:32])  # evaluate's --limit subset
+    predicted = np.argmax(predict(source, test.images[chosen].astype("float32")), axis=-1)
+    assert report["images"] == 32 and report["model"] == "rir32"
+    assert report["correct"] == int(np.sum(predicted == test.labels[chosen]))
+
+
+def test_cli_evaluate_names_what_is_missing(empty_store, capsys):
+    from rir_keras.cli import main
+
+    assert main(["evaluate", "--model", "rir32", "--dataset", "cifar10-mini"]) == 2
+    assert "not available yet" in capsys.readouterr().err
+    assert main(["evaluate", "model.keras", "--model", "rir32", "--dataset", "cifar10-mini"]) == 2
+    assert "one of the two" in capsys.readouterr().err

@@ -1,0 +1,73 @@
+"""Which optional packages this process has, and the one-line error of a feature that needs another.
+
+rir_keras installs with either backend (``pip install 'rir_keras[tensorflow]'`` or ``'rir_keras[jax]'``).
+Training, resuming, ``reproduce``, ``tune``, ``analyze``, data from folders and archives and the
+``.keras`` export need no TensorFlow; a SavedModel or ONNX export, tensorflow-datasets names and
+TensorBoard logs do. A feature that needs what this process lacks raises `MissingDependency`, whose
+message is one line naming the package and how to get it (``rir-keras`` prints it as its error).
+
+This module imports nothing but the standard library: ``rir_keras/__init__.py`` calls `choose_backend`
+before Keras is imported.
+"""
+import importlib.util
+import json
+import os
+import sys
+
+BACKEND_VARIABLE = "KERAS_BACKEND"
+
+
+class MissingDependency(ImportError):
+    """A feature needs a package (or a Keras backend) this process lacks; the message, one line, says
+    which and how to get it."""
+
+
+def installed(module):
+    """Whether ``module`` can be found (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def configured_backend():
+    """The backend Keras will take: ``KERAS_BACKEND``, else the one in Keras' config file, else Keras'
+    default, ``"tensorflow"``."""
+    if os.environ.get(BACKEND_VARIABLE):
+        return os.environ[BACKEND_VARIABLE]
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json"), encoding="utf-8") as handle:
+            return json.load(handle).get("backend") or "tensorflow"
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"
+
+
+def choose_backend():
+    """Make JAX Keras' backend where TensorFlow, Keras' default, is not installed and JAX is (a JAX-only
+    install, e.g. a GPU machine with JAX and CUDA), unless a backend was chosen (``KERAS_BACKEND``) or
+    Keras is already imported. With neither installed, a `MissingDependency` says what to install."""
+    if os.environ.get(BACKEND_VARIABLE) or "keras" in sys.modules:
+        return
+    if configured_backend() != "tensorflow" or installed("tensorflow"):
+        return
+    if not installed("jax"):
+        raise MissingDependency("rir_keras needs a Keras backend and neither TensorFlow nor JAX is installed: "
+                                "pip install 'rir_keras[tensorflow]' or 'rir_keras[jax]'")
+    os.environ[BACKEND_VARIABLE] = "jax"
+
+
+def require_tensorflow(what, instead=""):
+    """Raise `MissingDependency` unless TensorFlow imports and is Keras' backend. ``what`` names the
+    feature ("a SavedModel export"); ``instead``, if given, what works without TensorFlow."""
+    import keras
+
+    tail = f"; {instead}" if instead else ""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError as error:
+        raise MissingDependency(f"{what} needs TensorFlow, which this process cannot import ({error}): pip install "
+                                f"'rir_keras[tensorflow]' and run with KERAS_BACKEND=tensorflow{tail}") from None
+    if keras.backend.backend() != "tensorflow":
+        raise MissingDependency(f"{what} needs TensorFlow as Keras' backend: run with KERAS_BACKEND=tensorflow "
+                                f"(now {keras.backend.backend()!r}){tail}")
