@@ -31,11 +31,11 @@ setup(
     },
     # Shipped trained weights (applications/weights/: manifest.json and *.weights.h5, weights only).
     package_data={"rir_keras.tuning": ["presets/*.yaml"], "rir_keras.applications": ["weights/*"]},
-    # Keras needs a backend: the extra [tensorflow] (every command) or [jax] (training, resuming,
-    # reproduce, tune, analyze, .keras export; no SavedModel/ONNX export, tensorflow-datasets or
-    # TensorBoard logs). [test] includes [tensorflow], so `pip install -e ".[test]"` (make, CI) installs
-    # what it always did. With JAX installed and TensorFlow not, rir_keras makes JAX Keras' backend.
-    install_requires=CORE,
+    # The default install is what it always was: TensorFlow included (every command works). [jax]
+    # adds JAX. Without TensorFlow (the lent GPU machines): `pip install --no-deps` this package and
+    # install CORE and jax yourself (tools/gpu/ does it offline); rir_keras then makes JAX the backend.
+    # [tensorflow] names the TensorFlow set, which error messages point to.
+    install_requires=CORE + TENSORFLOW,
     extras_require={
         "tensorflow": TENSORFLOW,
         "jax": JAX,

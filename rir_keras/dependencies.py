@@ -1,6 +1,7 @@
 """Which optional packages this process has, and the one-line error of a feature that needs another.
 
-rir_keras installs with either backend (``pip install 'rir_keras[tensorflow]'`` or ``'rir_keras[jax]'``).
+rir_keras runs on either backend: the default install includes TensorFlow; without it (``pip install
+--no-deps`` plus the core requirements and ``jax``, as on the lent GPU machines) JAX is the backend.
 Training, resuming, ``reproduce``, ``tune``, ``analyze``, data from folders and archives and the
 ``.keras`` export need no TensorFlow; a SavedModel or ONNX export, tensorflow-datasets names and
 TensorBoard logs do. A feature that needs what this process lacks raises `MissingDependency`, whose
@@ -53,7 +54,7 @@ def choose_backend():
         return
     if not installed("jax"):
         raise MissingDependency("rir_keras needs a Keras backend and neither TensorFlow nor JAX is installed: "
-                                "pip install 'rir_keras[tensorflow]' or 'rir_keras[jax]'")
+                                "pip install tensorflow (or jax)")
     os.environ[BACKEND_VARIABLE] = "jax"
 
 
