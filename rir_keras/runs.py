@@ -69,9 +69,15 @@ def machine():
     if keras.backend.backend() == "jax":
         import jax
 
-        accelerators = [device for device in jax.devices() if device.platform != "cpu"]
-        if accelerators:
-            return f"{len(accelerators)} x {accelerators[0].device_kind}"
+        accelerators = [device.device_kind for device in jax.devices() if device.platform != "cpu"]
+    elif keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        accelerators = [device.name for device in tf.config.list_physical_devices("GPU")]
+    else:
+        accelerators = []
+    if accelerators:
+        return f"{len(accelerators)} x {accelerators[0]}"
     model = None
     if os.path.isfile("/proc/cpuinfo"):
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:

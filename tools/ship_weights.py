@@ -32,7 +32,6 @@ import datetime
 import importlib.metadata
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -46,6 +45,7 @@ import numpy as np  # noqa: E402
 
 from rir_keras import data as datasets  # noqa: E402
 from rir_keras import preprocessing as preprocessing_lib  # noqa: E402
+from rir_keras import runs  # noqa: E402
 from rir_keras.applications import pretrained, registry  # noqa: E402
 from rir_keras.reporting import write_json  # noqa: E402
 
@@ -94,28 +94,6 @@ def check_run(results, settings, weights=WEIGHTS):
 def recipe_name(results, settings):
     recipe = results.get("recipe", settings.get("recipe"))
     return recipe.get("name") if isinstance(recipe, dict) else recipe
-
-
-def machine():
-    """The CPU (and accelerators) of this machine, in words."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    words = f"{os.cpu_count()}-core {cpu}, {platform.system()} {platform.machine()}"
-    if keras.backend.backend() == "jax":
-        import jax
-
-        accelerators = [device.device_kind for device in jax.devices() if device.platform != "cpu"]
-    elif keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        accelerators = [device.name for device in tf.config.list_physical_devices("GPU")]
-    else:
-        accelerators = []
-    return words + (f", {len(accelerators)} x {accelerators[0]}" if accelerators else ", no GPU")
 
 
 def backend_version():
@@ -175,7 +153,7 @@ def ship(folder, test_data, *, store=STORE, weights=WEIGHTS, dataset="cifar10", 
             "seed": results["config"]["seed"], "parameters": source.count_params(), "trainable_parameters": trainable,
             "keras_version": keras.__version__, "backend": keras.backend.backend(),
             "backend_version": backend_version(), "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
-            "machine": machine(),
+            "machine": runs.machine(),
             "training": {key: value for key, value in {
                 "backend": results.get("backend"), "machine": results.get("machine"),
                 "processor": results.get("processor"), "precision": results.get("precision"),
