@@ -1,5 +1,6 @@
 """Tests of rir_keras.tuning: the grid as data, the hypermodel, `rir-keras tune` end to end, resume
-after a kill, and KerasTuner's distributed mode (one chief, two workers on 127.0.0.1).
+after a kill, and KerasTuner's distributed mode (one chief, two workers on 127.0.0.1): sharing the
+grid, a worker killed mid-trial, a chief killed and restarted, a worker whose chief is gone.
 
 The searches run a tiny RiR (three blocks of two generalized residual layers, 8 channels) on 32
 images of CIFAR-10 (JPEG copy), one step per epoch.
@@ -26,7 +27,7 @@ from rir_keras.cli import main
 from rir_keras.layers import BlockShortcut, RiRConv2D
 from rir_keras.preprocessing import model_preprocessing
 from rir_keras.tuning import RiRHyperModel, grid_size, load_best, load_grid, preset_names, validate_grid
-from rir_keras.tuning.search import build_recorded, trial_runs
+from rir_keras.tuning.search import GridSearch, build_recorded, trial_runs
 
 TINY = {"layers_per_block": 2, "widths": [8, 8, 8]}
 TINY_GRID = {"optimizer": ["sgd", "adam"], "identity": ["init", "constant"]}  # the "tiny" preset
@@ -292,6 +293,10 @@ def test_tune_cli_rejects_bad_arguments(tmp_path, data_dir, capsys):
     assert "Received: --max-trials=0" in capsys.readouterr().err
     assert main(tune_args(data_dir, tmp_path, extra=["--model-option", "identity=init"])) == 2
     assert "is an axis of the grid" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_status:  # argparse's own error
+        main(tune_args(data_dir, tmp_path, extra=["--heartbeat-timeout", "0"]))
+    assert exit_status.value.code == 2
+    assert "--heartbeat-timeout: must be a number of seconds > 0. Received: '0'" in capsys.readouterr().err
 
 
 # --- interruption and several machines ------------------------------------------------------------
@@ -334,23 +339,52 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def start_distributed(args, tmp_path, port, tuner_ids=("chief", "worker1", "worker2"), log_suffix=""):
+    """``{tuner_id: (process, log)}``: `rir-keras tune` with ``args`` as each of ``tuner_ids``, on 127.0.0.1."""
+    env = dict(KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(port))
+    return {tuner_id: start_tune(args, tmp_path / f"{tuner_id}{log_suffix}.log", KERASTUNER_TUNER_ID=tuner_id, **env)
+            for tuner_id in tuner_ids}
+
+
+def wait_for_success(processes, tmp_path, log_suffix=""):
+    deadline = time.monotonic() + SUBPROCESS_SECONDS
+    for tuner_id, (process, _) in processes.items():
+        process.wait(timeout=max(1, deadline - time.monotonic()))
+        assert process.returncode == 0, (tmp_path / f"{tuner_id}{log_suffix}.log").read_text()[-3000:]
+
+
+def wait_until(condition, processes, what):
+    """Poll ``condition()`` until it returns something true (returned); fail if a process ends first."""
+    deadline = time.monotonic() + SUBPROCESS_SECONDS
+    while not (found := condition()):
+        for tuner_id, (process, log) in processes.items():
+            assert process.poll() is None, f"{tuner_id} ended before {what}: " + open(log.name).read()[-3000:]
+        assert time.monotonic() < deadline, f"no {what} in time"
+        time.sleep(0.05)
+    return found
+
+
+def running_trials(project):
+    """``{trial_id: tuner}`` of the trials begun and not ended, from their run records."""
+    running = {}
+    for trial_id in trial_states(project):
+        runs = trial_runs(project, trial_id)
+        if runs and runs[-1]["event"] == "begin":
+            running[trial_id] = runs[-1]["tuner"]
+    return running
+
+
 def test_distributed_chief_and_two_workers_share_the_grid(tmp_path, data_dir):
     directory = tmp_path / "tune"
     project = str(directory / "search")
     grid_file = tmp_path / "grid.yaml"
     grid_file.write_text("optimizer: [sgd, adam]\nidentity: [init, constant]\nshortcut: [identity, projection]\n")
     args = tune_args(data_dir, directory, grid_file)
-    env = dict(KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(free_port()))
-    processes = []
+    processes = start_distributed(args, tmp_path, free_port())
     try:
-        for tuner_id in ("chief", "worker1", "worker2"):
-            processes.append(start_tune(args, tmp_path / f"{tuner_id}.log", KERASTUNER_TUNER_ID=tuner_id, **env))
-        deadline = time.monotonic() + SUBPROCESS_SECONDS
-        for (process, _), tuner_id in zip(processes, ("chief", "worker1", "worker2")):
-            process.wait(timeout=max(1, deadline - time.monotonic()))
-            assert process.returncode == 0, (tmp_path / f"{tuner_id}.log").read_text()[-3000:]
+        wait_for_success(processes, tmp_path)
     finally:
-        stop(processes)
+        stop(processes.values())
     grid = load_grid(grid_file)
     rows = read_csv(os.path.join(project, "results.csv"))
     assert_covers_grid_once(rows, grid)
@@ -364,3 +398,99 @@ def test_distributed_chief_and_two_workers_share_the_grid(tmp_path, data_dir):
     assert sorted(sum(ran_by.values(), [])) == sorted(row["trial"] for row in rows)
     assert "worker worker1 done" in (tmp_path / "worker1.log").read_text()
     assert os.path.isfile(os.path.join(project, "best.weights.h5"))
+
+
+def test_distributed_trial_of_a_killed_worker_goes_to_another(tmp_path, data_dir):
+    directory = tmp_path / "tune"
+    project = str(directory / "search")
+    args = tune_args(data_dir, directory, extra=["--heartbeat-timeout", "10"])
+    processes = start_distributed(args, tmp_path, free_port())
+    try:
+        # SIGKILL the first worker to begin a trial, as soon as it has begun it.
+        lost_trial, victim = next(iter(wait_until(lambda: running_trials(project), processes, "trial").items()))
+        processes[victim][0].send_signal(signal.SIGKILL)
+        processes[victim][0].wait()
+        survivor = ({"worker1", "worker2"} - {victim}).pop()
+        wait_for_success({t: processes[t] for t in ("chief", survivor)}, tmp_path)
+    finally:
+        stop(processes.values())
+    rows = read_csv(os.path.join(project, "results.csv"))
+    assert_covers_grid_once(rows, TINY_GRID)  # the chief ended and wrote every point's result
+    assert os.path.isfile(os.path.join(project, "best.json"))
+    runs = [(r["event"], r["tuner"]) for r in trial_runs(project, lost_trial)]
+    assert runs == [("begin", victim), ("begin", survivor), ("end", survivor)]
+    for row in rows:
+        if row["trial"] != lost_trial:
+            assert [(r["event"], r["tuner"]) for r in trial_runs(project, row["trial"])] == [
+                ("begin", survivor), ("end", survivor)]
+    assert f"no word from {victim}" in (tmp_path / "chief.log").read_text()
+    assert f"its trial {lost_trial} goes to the next worker" in (tmp_path / "chief.log").read_text()
+
+
+def test_distributed_restarted_chief_runs_no_trial_twice(tmp_path, data_dir):
+    directory = tmp_path / "tune"
+    project = str(directory / "search")
+    args = tune_args(data_dir, directory)
+    port = free_port()
+    processes = start_distributed(args, tmp_path, port)
+    workers = {t: processes[t] for t in ("worker1", "worker2")}
+    try:
+        # SIGKILL the chief once a trial has finished and another is running, then start it again.
+        wait_until(lambda: "COMPLETED" in trial_states(project).values() and running_trials(project), processes,
+                   "finished trial beside a running one")
+        processes["chief"][0].send_signal(signal.SIGKILL)
+        stop([processes.pop("chief")])
+        assert "COMPLETED" in trial_states(project).values() and len(trial_states(project)) < len(grid_points())
+        restarted = start_distributed(args, tmp_path, port, ("chief",), log_suffix="2")
+        wait_for_success(restarted, tmp_path, log_suffix="2")
+        wait_for_success(workers, tmp_path)
+    finally:
+        stop(list(processes.values()) + list(restarted.values()))
+    rows = read_csv(os.path.join(project, "results.csv"))
+    assert_covers_grid_once(rows, TINY_GRID)
+    for row in rows:  # one run each: none began again, none ran on two workers
+        runs = trial_runs(project, row["trial"])
+        assert [r["event"] for r in runs] == ["begin", "end"] and runs[0]["tuner"] == runs[1]["tuner"]
+    assert "Reloading Tuner" in (tmp_path / "chief2.log").read_text()
+    for tuner_id in workers:
+        log = (tmp_path / f"{tuner_id}.log").read_text()
+        assert f"worker {tuner_id} done" in log and "Traceback" not in log
+
+
+def grid_points():
+    return list(itertools.product(*TINY_GRID.values()))
+
+
+def test_worker_whose_chief_does_not_answer_ends_with_one_line(tmp_path, data_dir, capsys, monkeypatch):
+    port = free_port()  # nothing listens there
+    for name, value in dict(KERASTUNER_TUNER_ID="worker1", KERASTUNER_ORACLE_IP="127.0.0.1",
+                            KERASTUNER_ORACLE_PORT=str(port)).items():
+        monkeypatch.setenv(name, value)
+    assert main(tune_args(data_dir, tmp_path, extra=["--chief-timeout", "2"])) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("rir-keras tune")]
+    assert errors == [f"rir-keras tune: error: worker worker1: no answer from the chief at 127.0.0.1:{port} to "
+                      f"CreateTrial for 2 s (gRPC DEADLINE_EXCEEDED); start the chief again, then this worker"]
+
+
+def test_oracle_requeues_the_trial_of_a_silent_worker_and_counts_one_result(tmp_path, mini):
+    train, _ = mini
+    config = training.TrainConfig(epochs=1, batch_size=16, jit_compile=False)
+    tuner = GridSearch(RiRHyperModel("rir_3x10", TINY_GRID, train, config, TINY), directory=tmp_path,
+                       project_name="search", heartbeat_timeout=30)
+    oracle = tuner.oracle
+    first, second = oracle.create_trial("worker1"), oracle.create_trial("worker2")
+    for tuner_id in ("worker1", "worker2"):
+        oracle.last_heard[tuner_id] -= 31  # both silent for longer than the timeout ...
+    oracle.get_trial(first.trial_id)  # ... but worker1's heartbeat comes in
+    oracle.requeue_silent()
+    assert oracle.ongoing_trials == {"worker1": first} and oracle.tuner_ids == {"worker1"}
+    assert oracle.create_trial("worker3") is second  # worker2's trial goes to the next worker, before new points
+    # worker2 was alive after all and sends its result, then worker3 (or worker2 again): the first one counts.
+    oracle.update_trial(second.trial_id, {"val_accuracy": 0.5})
+    second.status = "COMPLETED"
+    oracle.end_trial(second)
+    oracle.update_trial(second.trial_id, {"val_accuracy": 0.9})
+    oracle.end_trial(second)
+    assert oracle.end_order == [second.trial_id] and second.score == 0.5
+    assert oracle.get_best_trials()[0].metrics.get_best_value("val_accuracy") == 0.5
+    assert oracle.ongoing_trials == {"worker1": first}

@@ -8,6 +8,8 @@ and what `write_results` adds:
     best.weights.h5           the best trial's weights (its best epoch)
     best.json                 how to rebuild that model: registry name, constructor options,
                               input shape, classes, hyperparameters, training configuration
+
+KerasTuner's private API is used only through `rir_keras.tuning.keras_tuner_internals`.
 """
 import csv
 import dataclasses
@@ -16,34 +18,56 @@ import itertools
 import json
 import os
 import socket
+import threading
 import time
 
 import keras
 import keras_tuner
 import psutil
-from keras_tuner.src.distribute import utils as distribute_utils
-from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.engine.trial import TrialStatus
 
 from rir_keras import reporting
 from rir_keras.applications import registry
+from rir_keras.tuning import keras_tuner_internals as internals
+from rir_keras.tuning.keras_tuner_internals import ChiefLost  # noqa: F401  (what a worker raises)
 
 OBJECTIVE = "val_accuracy"
 IDLE_WAIT_SECONDS = 0.5
+# Distributed search: the chief gives the trial of a worker it has not heard from for this long to
+# another worker; a worker waits this long for a chief that does not answer, then ends.
+HEARTBEAT_TIMEOUT = 120.0
+HEARTBEATS_PER_TIMEOUT = 10
+CHIEF_TIMEOUT = 3600.0
 RUN_RECORDS = "runs.jsonl"
 METRIC_COLUMNS = ("val_accuracy", "val_loss", "accuracy", "loss", "best_epoch", "epochs")
 
 
-class ResumableGridSearchOracle(keras_tuner.oracles.GridSearchOracle):
-    """`GridSearchOracle` that resumes after a reload and keeps every worker busy.
+class ResumableGridSearchOracle(internals.AtomicOracleFiles, keras_tuner.oracles.GridSearchOracle):
+    """`GridSearchOracle` that resumes after a reload, keeps every worker busy and outlives lost workers.
 
     KerasTuner 1.4's grid oracle walks the grid from the trials that have *ended*, and keeps that
     walk (``_ordered_ids``, ``_populate_next``) out of ``oracle.json``: a reloaded search stops at
-    once or fails with a KeyError, and a second worker waits for the first one's trial to end
-    before it gets the next point. Here the next trial is simply the first point of the grid, in
-    KerasTuner's order (the first hyperparameter varies slowest, each one's default first), that
-    no trial has taken: nothing to rebuild after a reload, and as many trials at once as workers.
-    A trial that was running when the search died runs again (KerasTuner's retry queue).
+    once or fails with a KeyError (keras-team/keras-tuner#1055), and a second worker waits for the
+    first one's trial to end before it gets the next point. Here the next trial is simply the first
+    point of the grid, in KerasTuner's order (the first hyperparameter varies slowest, each one's
+    default first), that no trial has taken: nothing to rebuild after a reload, and as many trials
+    at once as workers. A trial that was running when a single search died runs again (KerasTuner's
+    retry queue); its state files are written atomically (`keras_tuner_internals.AtomicOracleFiles`).
+
+    As the chief of a distributed search, it notes when it last heard from each worker (each call:
+    asking for a trial, a worker's heartbeat, its results); `requeue_silent` sends the trial of a
+    worker silent for ``heartbeat_timeout`` seconds to the next worker that asks. A restarted chief
+    leaves the trials that were running with their workers (they may still train them) and requeues
+    them only if their workers stay silent. Every worker call may come twice (a worker sends again
+    a call its chief's death cut off): results for a trial that has ended already are dropped.
     """
+
+    def __init__(self, *args, heartbeat_timeout=HEARTBEAT_TIMEOUT, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.heartbeat_timeout = heartbeat_timeout
+        self.last_heard = {}  # tuner id: time.monotonic() of its last call
+        self.runners = {}  # trial id: the tuner it was last given to
+        self.reloaded_ongoing = {}
 
     def set_state(self, state):
         super().set_state(state)
@@ -51,22 +75,26 @@ class ResumableGridSearchOracle(keras_tuner.oracles.GridSearchOracle):
         # a finished trial still listed as running (reload would run it again: drop it) or a new
         # RUNNING trial that no tuner owns (its grid point would count as done: run it again).
         for tuner_id, trial in list(self.ongoing_trials.items()):
-            if trial.status in (trial_module.TrialStatus.COMPLETED, trial_module.TrialStatus.FAILED):
+            if trial.status in (TrialStatus.COMPLETED, TrialStatus.FAILED):
                 del self.ongoing_trials[tuner_id]
                 if trial.trial_id not in self.end_order:
                     self.end_order.append(trial.trial_id)
-        owned = {trial.trial_id for trial in self.ongoing_trials.values()} | set(self._retry_queue)
+        queue = internals.retry_queue(self)
+        owned = {trial.trial_id for trial in self.ongoing_trials.values()} | set(queue)
         for trial_id in self.start_order:
-            if self.trials[trial_id].status == trial_module.TrialStatus.RUNNING and trial_id not in owned:
-                self._retry_queue.append(trial_id)
+            if self.trials[trial_id].status == TrialStatus.RUNNING and trial_id not in owned:
+                queue.append(trial_id)
+        self.reloaded_ongoing = dict(self.ongoing_trials)
 
-    # Every state file goes through a temporary file renamed into place: a kill mid-write leaves
-    # the previous, complete file (KerasTuner's own writes would leave a truncated one).
-    def save(self):
-        reporting.write_text(json.dumps(self.get_state()), self._get_oracle_fname())
-
-    def _save_trial(self, trial):
-        reporting.write_text(json.dumps(trial.get_state()), os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"))
+    def reload(self):
+        super().reload()
+        if role() != "chief":
+            return
+        internals.keep_running_trials(self, self.reloaded_ongoing)
+        for tuner_id, trial in self.ongoing_trials.items():  # their workers have a timeout to call
+            self.tuner_ids.add(tuner_id)
+            self.runners[trial.trial_id] = tuner_id
+            self.last_heard[tuner_id] = time.monotonic()
 
     def grid_points(self):
         """Every point of the grid, in search order, as ``{name: value}``."""
@@ -78,10 +106,60 @@ class ResumableGridSearchOracle(keras_tuner.oracles.GridSearchOracle):
         taken = {_point_key(trial.hyperparameters.values) for trial in self.trials.values()}
         for point in self.grid_points():
             if _point_key(point) not in taken:
-                return {"status": trial_module.TrialStatus.RUNNING, "values": point}
+                return {"status": TrialStatus.RUNNING, "values": point}
         if self.ongoing_trials:  # the grid is taken, not finished: a worker waits for the others
-            return {"status": trial_module.TrialStatus.IDLE, "values": None}
-        return {"status": trial_module.TrialStatus.STOPPED, "values": None}
+            return {"status": TrialStatus.IDLE, "values": None}
+        return {"status": TrialStatus.STOPPED, "values": None}
+
+    def heard_about(self, trial_id):
+        if trial_id in self.runners:
+            self.last_heard[self.runners[trial_id]] = time.monotonic()
+
+    @keras_tuner.synchronized
+    def create_trial(self, tuner_id):
+        self.last_heard[tuner_id] = time.monotonic()
+        trial = super().create_trial(tuner_id)
+        if trial.status == TrialStatus.RUNNING:
+            self.runners[trial.trial_id] = tuner_id
+        return trial
+
+    @keras_tuner.synchronized
+    def get_trial(self, trial_id):  # also a worker's heartbeat
+        self.heard_about(trial_id)
+        return super().get_trial(trial_id)
+
+    @keras_tuner.synchronized
+    def update_trial(self, trial_id, metrics, step=0):
+        self.heard_about(trial_id)
+        if trial_id in self.end_order:  # sent again, or by a worker given up for lost
+            return self.trials[trial_id]
+        return super().update_trial(trial_id, metrics, step=step)
+
+    @keras_tuner.synchronized
+    def end_trial(self, trial):
+        self.heard_about(trial.trial_id)
+        if trial.trial_id in self.end_order:
+            print(f"rir-keras tune: trial {trial.trial_id} has ended already; a second result for it is dropped",
+                  flush=True)
+            return
+        super().end_trial(trial)
+
+    @keras_tuner.synchronized
+    def requeue_silent(self):
+        """Forget every worker not heard from for ``heartbeat_timeout`` seconds (its heartbeat stopped:
+        killed, or cut off) and send its trial, if it has one, to the next worker that asks."""
+        now = time.monotonic()
+        for tuner_id in sorted(set(self.tuner_ids) | set(self.ongoing_trials)):
+            silent = now - self.last_heard.get(tuner_id, now)
+            if silent <= self.heartbeat_timeout:
+                continue
+            self.tuner_ids.discard(tuner_id)
+            trial = self.ongoing_trials.pop(tuner_id, None)
+            if trial is not None:
+                internals.retry_queue(self).append(trial.trial_id)
+                self.save()
+                print(f"rir-keras tune: no word from {tuner_id} for {silent:.0f} s (heartbeat timeout "
+                      f"{self.heartbeat_timeout:g} s): its trial {trial.trial_id} goes to the next worker", flush=True)
 
 
 def _point_key(values):
@@ -94,28 +172,37 @@ class GridSearch(keras_tuner.GridSearch):
     Always resumes (``overwrite=False``): finished trials of an earlier run in the same project
     folder are kept, an interrupted one runs again. Prints one line as each trial begins and ends
     (with this process's resident memory), and keeps ``memory``: ``[(trial_id, RSS bytes)]``.
+
+    In a distributed search, ``heartbeat_timeout`` (seconds) is how long the chief waits for word
+    from a worker before it gives the worker's trial to another; a worker sends a heartbeat
+    ``HEARTBEATS_PER_TIMEOUT`` times per timeout while it trains. ``chief_timeout`` is how long a
+    worker waits for a chief that does not answer (a restarted chief takes it back) before it raises
+    `ChiefLost`.
     """
 
-    def __init__(self, hypermodel, max_trials=None, directory=None, project_name=None, seed=None):
+    def __init__(self, hypermodel, max_trials=None, directory=None, project_name=None, seed=None,
+                 heartbeat_timeout=HEARTBEAT_TIMEOUT, chief_timeout=CHIEF_TIMEOUT):
+        for name, seconds in (("heartbeat_timeout", heartbeat_timeout), ("chief_timeout", chief_timeout)):
+            if not isinstance(seconds, (int, float)) or not seconds > 0:
+                raise ValueError(f"{name} must be a number of seconds > 0. Received: {name}={seconds!r}")
         oracle = ResumableGridSearchOracle(objective=keras_tuner.Objective(OBJECTIVE, "max"),
-                                           max_trials=max_trials, seed=seed)
+                                           max_trials=max_trials, seed=seed, heartbeat_timeout=heartbeat_timeout)
         self.seed = seed
+        self.heartbeat_seconds = heartbeat_timeout / HEARTBEATS_PER_TIMEOUT
+        self.heartbeat = None
         keras_tuner.Tuner.__init__(self, oracle, hypermodel, directory=directory, project_name=project_name,
                                    overwrite=False)
         self.memory = []
-        if self._is_worker():
+        if role() == "worker":
+            internals.wait_for_chief(self.oracle, chief_timeout)
             self.oracle.create_trial = _waiting_when_idle(self.oracle.create_trial)
 
     def save(self):
-        if not self._is_worker():
-            self.oracle.save()
-        reporting.write_text(json.dumps(self.get_state()), self._get_tuner_fname())
+        internals.save_tuner(self)
 
     def search(self, *fit_args, **fit_kwargs):
         if role() != "chief":
             return super().search(*fit_args, **fit_kwargs)
-        # KerasTuner's chief (oracle_chief.start_server) checks every 20 s whether the last
-        # workers have gone once the grid is done; this one serves the same oracle and checks often.
         self.oracle.verbose = fit_kwargs.get("verbose", self.oracle.verbose)
         self.save()
         serve_oracle(self.oracle)
@@ -124,15 +211,43 @@ class GridSearch(keras_tuner.GridSearch):
     def on_trial_begin(self, trial):
         print(f"[{self.tuner_id}] trial {trial.trial_id} begins: {trial.hyperparameters.values}", flush=True)
         record_run(self.project_dir, trial.trial_id, event="begin", tuner=self.tuner_id)
+        if role() == "worker":
+            self.heartbeat = Heartbeat(self.oracle, trial.trial_id, self.heartbeat_seconds)
         super().on_trial_begin(trial)
 
     def on_trial_end(self, trial):
-        super().on_trial_end(trial)
+        try:
+            super().on_trial_end(trial)
+        finally:
+            if self.heartbeat is not None:
+                self.heartbeat.stop()
+                self.heartbeat = None
         rss = psutil.Process().memory_info().rss
         self.memory.append((trial.trial_id, rss))
         record_run(self.project_dir, trial.trial_id, event="end", tuner=self.tuner_id, status=trial.status, rss=rss)
         print(f"[{self.tuner_id}] trial {trial.trial_id} ends: {trial.status}; resident memory "
               f"{rss / 2**20:.0f} MiB", flush=True)
+
+
+class Heartbeat:
+    """While a worker trains a trial, a thread tells the chief every ``seconds`` that the worker
+    lives, by asking for the trial (``get_trial``): training itself calls the chief only at the end."""
+
+    def __init__(self, oracle, trial_id, seconds):
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.beat, args=(oracle, trial_id, seconds), daemon=True,
+                                       name=f"heartbeat of trial {trial_id}")
+        self.thread.start()
+
+    def beat(self, oracle, trial_id, seconds):
+        while not self.stopped.wait(seconds):
+            try:
+                oracle.get_trial(trial_id)
+            except ChiefLost:
+                return  # the training thread finds out at its own next call
+
+    def stop(self):
+        self.stopped.set()
 
 
 def record_run(project_dir, trial_id, **fields):
@@ -159,7 +274,7 @@ def _waiting_when_idle(create_trial):
 
     def create(tuner_id):
         trial = create_trial(tuner_id)
-        if trial.status == trial_module.TrialStatus.IDLE:
+        if trial.status == TrialStatus.IDLE:
             time.sleep(IDLE_WAIT_SECONDS)
         return trial
 
@@ -168,33 +283,23 @@ def _waiting_when_idle(create_trial):
 
 def serve_oracle(oracle, poll_seconds=IDLE_WAIT_SECONDS):
     """Serve ``oracle`` to the workers (KERASTUNER_ORACLE_IP:KERASTUNER_ORACLE_PORT) until the
-    search is over: no trial left, none running, and every worker told to stop."""
-    from concurrent import futures
-
-    import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    servicer = oracle_chief.OracleServicer(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    search is over: no trial left, none running, and every worker told to stop or given up for lost
+    (``oracle.requeue_silent``, every ``poll_seconds``)."""
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
-    if not server.add_insecure_port(address):
-        raise RuntimeError(f"the chief cannot listen on {address} (port taken?). "
-                           f"Received: KERASTUNER_ORACLE_IP:KERASTUNER_ORACLE_PORT={address!r}")
-    server.start()
+    server, servicer = internals.start_chief(oracle, address)
     try:
-        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+        while not internals.search_over(servicer, oracle):
             time.sleep(poll_seconds)
+            oracle.requeue_silent()
     finally:
         server.stop(grace=1)
 
 
 def role():
     """``"chief"``, ``"worker"`` or ``"single"``: this process's part in a KerasTuner search."""
-    if not distribute_utils.has_chief_oracle():
+    if not internals.distributed():
         return "single"
-    return "chief" if distribute_utils.is_chief_oracle() else "worker"
+    return "chief" if internals.is_chief() else "worker"
 
 
 def describe_devices():
@@ -277,7 +382,7 @@ def write_results(tuner, hypermodel, header=""):
             "train_config": dataclasses.asdict(hypermodel.trial_config(best.hyperparameters)),
             **{metric: finished[0][metric] for metric in METRIC_COLUMNS},
         }
-        checkpoint = tuner._get_checkpoint_fname(best.trial_id)
+        checkpoint = internals.checkpoint_file(tuner, best.trial_id)
         if os.path.isfile(checkpoint):
             model = build_recorded(record)  # uncompiled: the weights file gets no optimizer state
             model.load_weights(checkpoint)

@@ -11,7 +11,7 @@ from rir_keras import training
 from rir_keras.applications import registry, train_cli
 from rir_keras.tuning import grid as grids
 from rir_keras.tuning.hypermodel import RiRHyperModel
-from rir_keras.tuning.search import GridSearch, describe_devices, role, write_results
+from rir_keras.tuning.search import ChiefLost, GridSearch, describe_devices, role, write_results
 
 
 def model_options(args, grid):
@@ -43,6 +43,14 @@ def warn_overridden_flags(args, grid, defaults):
                   file=sys.stderr)
 
 
+def seconds(text):
+    """An argparse type: a number of seconds > 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0. Received: {text!r}")
+    return value
+
+
 def run_tune(args, flag_defaults):
     if args.max_trials is not None and args.max_trials < 1:
         raise ValueError(f"--max-trials must be a positive integer. Received: --max-trials={args.max_trials}")
@@ -59,11 +67,15 @@ def run_tune(args, flag_defaults):
     print(f"rir-keras tune: {describe_devices()}; {role()} process; grid {args.grid!r} of {grids.grid_size(grid)} "
           f"points, max trials {args.max_trials or 'all'}; folder {os.path.join(args.directory, project)}", flush=True)
     tuner = GridSearch(hypermodel, max_trials=args.max_trials, directory=args.directory, project_name=project,
-                       seed=args.seed)
+                       seed=args.seed, heartbeat_timeout=args.heartbeat_timeout, chief_timeout=args.chief_timeout)
     callbacks = []
     if training.tensorboard_available():  # KerasTuner adds the HParams plugin and a folder per trial
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(str(tuner.project_dir), "tensorboard")))
-    tuner.search(train, validation, callbacks=callbacks, verbose=args.verbose)
+    try:
+        tuner.search(train, validation, callbacks=callbacks, verbose=args.verbose)
+    except ChiefLost as error:  # a worker whose chief is gone
+        print(f"rir-keras tune: error: worker {tuner.tuner_id}: {error}", file=sys.stderr)
+        return 1
     if role() == "worker":
         print(f"rir-keras tune: worker {tuner.tuner_id} done", flush=True)
         return 0
@@ -102,6 +114,12 @@ def add_tune(subparsers):
                         help="a constructor argument without a flag, held fixed, VALUE read as YAML: "
                              "widths=[8,8,8], layers_per_block=2")
     parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="model.fit's verbosity")
+    parser.add_argument("--heartbeat-timeout", type=seconds, default=120, metavar="SECONDS",
+                        help="several machines: the chief gives the trial of a worker silent this long to another "
+                             "worker (workers send a heartbeat ten times per timeout: give every process the same)")
+    parser.add_argument("--chief-timeout", type=seconds, default=3600, metavar="SECONDS",
+                        help="several machines: a worker waits this long for a chief that does not answer "
+                             "(a restarted chief takes it back), then ends with an error")
     train_cli.add_data_arguments(parser)
     train_cli.add_model_arguments(parser)
     train_cli.add_fit_arguments(parser)
