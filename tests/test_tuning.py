@@ -1,6 +1,7 @@
 """Tests of rir_keras.tuning: the grid as data, the hypermodel, `rir-keras tune` end to end, resume
-after a kill, and KerasTuner's distributed mode (one chief, two workers on 127.0.0.1): sharing the
-grid, a worker killed mid-trial, a chief killed and restarted, a worker whose chief is gone.
+after a kill, the settings check of a resumed search, and KerasTuner's distributed mode (one chief,
+two workers on 127.0.0.1): sharing the grid, a worker killed mid-trial, a chief killed and restarted,
+a worker whose chief is gone.
 
 The searches run a tiny RiR (three blocks of two generalized residual layers, 8 channels) on 32
 images of CIFAR-10 (JPEG copy), one step per epoch.
@@ -297,6 +298,36 @@ def test_tune_cli_rejects_bad_arguments(tmp_path, data_dir, capsys):
         main(tune_args(data_dir, tmp_path, extra=["--heartbeat-timeout", "0"]))
     assert exit_status.value.code == 2
     assert "--heartbeat-timeout: must be a number of seconds > 0. Received: '0'" in capsys.readouterr().err
+
+
+def folder_contents(folder):
+    """``{relative path: bytes}`` of every file under ``folder``."""
+    return {os.path.relpath(os.path.join(root, name), folder): open(os.path.join(root, name), "rb").read()
+            for root, _, names in os.walk(folder) for name in names}
+
+
+def test_tune_refuses_to_resume_with_other_settings_and_restarts_on_demand(tmp_path, data_dir, capsys):
+    directory = tmp_path / "tune"
+    project = directory / "search"
+    assert main(tune_args(data_dir, directory, extra=["--max-trials", "1"])) == 0
+    before = folder_contents(project)
+    for flags, setting in [(["--epochs", "2"], "train_config.epochs=1 (now 2)"),
+                           (["--learning-rate", "0.05"], "train_config.learning_rate=0.1 (now 0.05)")]:
+        capsys.readouterr()
+        assert main(tune_args(data_dir, directory, extra=["--max-trials", "1", *flags])) == 2
+        errors = capsys.readouterr().err.strip().splitlines()
+        assert len(errors) == 1 and errors[0].startswith("rir-keras tune: error: ") and setting in errors[0]
+        assert "--restart" in errors[0]
+        assert folder_contents(project) == before  # nothing run, nothing written
+    # What does not change results stays free: verbosity, how many trials.
+    assert main(tune_args(data_dir, directory, extra=["--max-trials", "2", "--verbose", "1"])) == 0
+    assert len(read_csv(project / "results.csv")) == 2
+    # --restart starts over with the new settings: the earlier trials are gone.
+    assert main(tune_args(data_dir, directory, epochs=2, extra=["--max-trials", "1", "--restart"])) == 0
+    rows = read_csv(project / "results.csv")
+    assert len(rows) == 1 and rows[0]["epochs"] == "2" and set(trial_states(project)) == {rows[0]["trial"]}
+    assert json.loads((project / "run.json").read_text())["train_config"]["epochs"] == 2
+    assert main(tune_args(data_dir, directory, epochs=2, extra=["--max-trials", "1"])) == 0  # and resumes with them
 
 
 # --- interruption and several machines ------------------------------------------------------------

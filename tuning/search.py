@@ -9,14 +9,17 @@ and what `write_results` adds:
     best.json                 how to rebuild that model: registry name, constructor options,
                               input shape, classes, hyperparameters, training configuration
 
-KerasTuner's private API is used only through `rir_keras.tuning.keras_tuner_internals`.
+and ``run.json``, the settings the search was started with (`prepare_project`). KerasTuner's private
+API is used only through `rir_keras.tuning.keras_tuner_internals`.
 """
 import csv
 import dataclasses
+import glob
 import io
 import itertools
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -26,7 +29,7 @@ import keras_tuner
 import psutil
 from keras_tuner.engine.trial import TrialStatus
 
-from rir_keras import reporting
+from rir_keras import reporting, runs, training
 from rir_keras.applications import registry
 from rir_keras.tuning import keras_tuner_internals as internals
 from rir_keras.tuning.keras_tuner_internals import ChiefLost  # noqa: F401  (what a worker raises)
@@ -40,6 +43,8 @@ HEARTBEATS_PER_TIMEOUT = 10
 CHIEF_TIMEOUT = 3600.0
 RUN_RECORDS = "runs.jsonl"
 METRIC_COLUMNS = ("val_accuracy", "val_loss", "accuracy", "loss", "best_epoch", "epochs")
+# What a search writes into its project folder: what a restart deletes (nothing else there).
+PROJECT_ENTRIES = ("*.json", "trial_*", "tensorboard", "results.md", "results.csv", "best.weights.h5")
 
 
 class ResumableGridSearchOracle(internals.AtomicOracleFiles, keras_tuner.oracles.GridSearchOracle):
@@ -320,6 +325,37 @@ def describe_devices():
     else:
         gpus = []
     return f"{backend} on {', '.join(gpus) if gpus else 'CPU'}"
+
+
+def search_settings(hypermodel, **data):
+    """What decides a search's results, for its run.json: the model, its fixed options, the grid, the
+    training configuration (less the fields the grid sets and XLA compilation, which do not), the
+    number, shape and classes of the training images, and ``data`` (the caller's dataset, splits,
+    precision, ...). How much of the grid is run (``max_trials``) and how much is printed are free."""
+    config = {k: v for k, v in training._settings_of(hypermodel.config).items() if k not in hypermodel.grid}
+    return {"model": hypermodel.model_name, "model_options": hypermodel.model_options, "grid": hypermodel.grid,
+            "train_config": config, "train_images": len(hypermodel.train_data),
+            "input_shape": list(hypermodel.train_data.image_shape), "classes": hypermodel.train_data.num_classes,
+            **data}
+
+
+def prepare_project(folder, settings, restart=False):
+    """Record ``settings`` in the project folder's run.json, or check them against those recorded there
+    (`rir_keras.runs.check_settings`): a search resumed with settings that would change its results is
+    refused, with a ValueError naming each one that differs. ``restart`` first deletes what a search
+    wrote there (``PROJECT_ENTRIES``). A worker of a distributed search leaves both to its chief: it
+    only checks its settings against the chief's where it sees them (a shared folder), unless it is
+    told to restart."""
+    folder = os.fspath(folder)
+    if role() == "worker":
+        if not restart and os.path.isfile(os.path.join(folder, runs.SETTINGS_FILE)):
+            runs.check_settings(folder, settings)
+        return
+    if restart:
+        for pattern in PROJECT_ENTRIES:
+            for path in glob.glob(os.path.join(glob.escape(folder), pattern)):
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    runs.check_settings(folder, settings)
 
 
 def trial_rows(oracle, axes, project_dir):

@@ -11,7 +11,8 @@ from rir_keras import training
 from rir_keras.applications import registry, train_cli
 from rir_keras.tuning import grid as grids
 from rir_keras.tuning.hypermodel import RiRHyperModel
-from rir_keras.tuning.search import ChiefLost, GridSearch, describe_devices, role, write_results
+from rir_keras.tuning.search import (ChiefLost, GridSearch, describe_devices, prepare_project, role, search_settings,
+                                     write_results)
 
 
 def model_options(args, grid):
@@ -64,6 +65,11 @@ def run_tune(args, flag_defaults):
     keras.mixed_precision.set_global_policy(args.precision)
     hypermodel = RiRHyperModel(args.model, grid, train, train_cli.train_config(args, train), options)
     project = args.project_name or args.model
+    prepare_project(os.path.join(args.directory, project),
+                    search_settings(hypermodel, dataset=str(args.dataset), train_split=args.train_split,
+                                    test_split=args.test_split, validation_split=args.validation_split,
+                                    validation_images=len(validation), precision=args.precision),
+                    restart=args.restart)
     print(f"rir-keras tune: {describe_devices()}; {role()} process; grid {args.grid!r} of {grids.grid_size(grid)} "
           f"points, max trials {args.max_trials or 'all'}; folder {os.path.join(args.directory, project)}", flush=True)
     tuner = GridSearch(hypermodel, max_trials=args.max_trials, directory=args.directory, project_name=project,
@@ -114,6 +120,9 @@ def add_tune(subparsers):
                         help="a constructor argument without a flag, held fixed, VALUE read as YAML: "
                              "widths=[8,8,8], layers_per_block=2")
     parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="model.fit's verbosity")
+    parser.add_argument("--restart", action="store_true",
+                        help="start over: delete what the search folder holds (trials, results) and search anew; "
+                             "without it, a rerun resumes and must keep the settings that change results")
     parser.add_argument("--heartbeat-timeout", type=seconds, default=120, metavar="SECONDS",
                         help="several machines: the chief gives the trial of a worker silent this long to another "
                              "worker (workers send a heartbeat ten times per timeout: give every process the same)")
