@@ -18,7 +18,7 @@ JAX = ["jax>=0.4.30,<0.12"]
 
 setup(
     name="rir_keras",
-    version="0.2.0",
+    version="0.3.0",
     description="Resnet in Resnet (Targ, Almeida, Lyman 2016) for Keras 3",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -48,7 +48,7 @@ setup(
         "rir_keras.commands": [
             "train=rir_keras.applications.train_cli:add_train",
             "evaluate=rir_keras.applications.train_cli:add_evaluate",
-            "reproduce=rir_keras.applications.train_cli:add_reproduce",
+            "reproduce=rir_keras.applications.reproduce_cli:add_reproduce",
             "export=rir_keras.applications.export_cli:add_export",
             "analyze=rir_keras.applications.analyze_cli:add_analyze",
             "tune=rir_keras.tuning.tune_cli:add_tune",

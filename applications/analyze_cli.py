@@ -1,24 +1,14 @@
 """`rir-keras analyze`: how a trained network uses its residual and transient streams."""
 import argparse
-import os
 
 from rir_keras import analysis
 from rir_keras import data as datasets
-from rir_keras.applications.train_cli import subset
-
-
-def load_model(path):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"model file not found: {path!r}")
-    import keras
-
-    import rir_keras  # noqa: F401  (registers our layers for loading)
-
-    return keras.saving.load_model(path, compile=False)
+from rir_keras.applications import command_line
+from rir_keras.applications.command_line import load_model_file, subset
 
 
 def run_analyze(args):
-    model = load_model(args.model_file)
+    model = load_model_file(args.model_file)
     analysis.generalized_layers(model)  # fail before loading data when the model has no streams
     data = None
     if not args.norms_only:
@@ -29,7 +19,7 @@ def run_analyze(args):
     if data is not None:
         report.update(dataset=str(args.dataset), split=args.split)
     paths = analysis.write_report(report, args.output)
-    print(analysis.markdown_table(report))
+    print(analysis.report_markdown(report))
     print("wrote " + ", ".join(paths.values()))
     return 0
 
@@ -52,4 +42,4 @@ def add_analyze(subparsers):
     parser.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--norms-only", action="store_true", help="quadrant norms only: no data, no ablation")
-    parser.set_defaults(func=run_analyze)
+    parser.set_defaults(func=command_line.checked(run_analyze))

@@ -3,16 +3,13 @@ import argparse
 import os
 
 from rir_keras import export
-from rir_keras.applications import registry
-from rir_keras.applications.train_cli import add_model_arguments, model_options
+from rir_keras.applications import command_line, registry
 
 PREPROCESSING = ("cifar10", "cifar100")
 
 
 def load_model(args):
     """The model to export: a .keras file, or a registry model built with the given options and weights."""
-    import keras
-
     if (args.model_file is None) == (args.model is None):
         raise ValueError("give either a MODEL.keras file or --model NAME --weights FILE. "
                          f"Received: model_file={args.model_file!r}, --model={args.model!r}")
@@ -20,20 +17,16 @@ def load_model(args):
         if args.preprocessing is not None:
             raise ValueError("a .keras model carries its own preprocessing: --preprocessing goes with --model only. "
                              f"Received: --preprocessing={args.preprocessing}")
-        if not os.path.isfile(args.model_file):
-            raise FileNotFoundError(f"model file not found: {args.model_file!r}")
-        import rir_keras  # noqa: F401  (registers our layers for loading)
-
-        return keras.saving.load_model(args.model_file, compile=False)
-    constructor = registry.get(args.model)  # unknown names raise ValueError listing the known ones
+        return command_line.load_model_file(args.model_file)
+    record = registry.record(args.model)  # unknown names raise ValueError listing the known ones
     if args.weights is None:
         raise ValueError(f"--model needs --weights FILE.weights.h5 (the trained weights). Received: --model={args.model!r}")
     if not os.path.isfile(args.weights):
         raise FileNotFoundError(f"weights file not found: {args.weights!r}")
-    options = model_options(args)
+    options = command_line.model_options(args)
     options.pop("weight_decay", None)  # a training setting: changes no weight and no prediction
-    return constructor(input_shape=(args.image_size, args.image_size, 3), classes=args.classes,
-                       weights=args.weights, preprocessing=args.preprocessing or "cifar10", **options)
+    return record.build(input_shape=(args.image_size, args.image_size, 3), classes=args.classes,
+                        weights=args.weights, preprocessing=args.preprocessing or record.preprocessing, **options)
 
 
 def describe(preprocessing):
@@ -86,6 +79,6 @@ def add_export(subparsers):
     group.add_argument("--preprocessing", choices=PREPROCESSING,
                        help="the statistics its preprocessing layer normalizes by (default: cifar10); a model "
                             "trained with other statistics: export its .keras file, which carries them")
-    add_model_arguments(parser)
-    parser.set_defaults(func=run_export)
+    command_line.add_model_arguments(parser)
+    parser.set_defaults(func=command_line.checked(run_export))
 

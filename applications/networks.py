@@ -265,11 +265,11 @@ def RiRNet(blocks_per_stage=(5, 5, 5), layers_per_block=2, widths=(16, 32, 64), 
                        preprocessing=preprocessing)
 
 
-def _family(architecture, blocks_per_stage, widths, head, default_name, forget_gate=False, **fixed):
+def _family(architecture, blocks_per_stage, widths, head, default_name):
     def constructor(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
                     classes=10, classifier_activation="softmax", name=default_name, shortcut="identity",
                     identity="init", transient_ratio=0.5, width_multiplier=1.0, weight_decay=0.0,
-                    kernel_initializer="he_normal", forget_gate=forget_gate, include_preprocessing=True,
+                    kernel_initializer="he_normal", forget_gate=False, include_preprocessing=True,
                     preprocessing="cifar10"):
         weights = pretrained.request(default_name, dict(locals()))  # "cifar10": checked against these options
         return RiRNet(blocks_per_stage, 2, widths, architecture, head=head, include_top=include_top,
@@ -278,7 +278,7 @@ def _family(architecture, blocks_per_stage, widths, head, default_name, forget_g
                       shortcut=shortcut, identity=identity, transient_ratio=transient_ratio,
                       width_multiplier=width_multiplier, weight_decay=weight_decay,
                       kernel_initializer=kernel_initializer, forget_gate=forget_gate,
-                      include_preprocessing=include_preprocessing, preprocessing=preprocessing, **fixed)
+                      include_preprocessing=include_preprocessing, preprocessing=preprocessing)
     return constructor
 
 

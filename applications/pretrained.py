@@ -3,14 +3,15 @@
 The store is the folder ``weights/`` inside this package (installed with it as package data). It
 holds the weights files and ``manifest.json``, one record per (registry model, weights name)::
 
-    {"rir32": {"cifar10": {"file": "rir32-cifar10-1a2b3c4d.weights.h5", "sha256": "1a2b3c4d...", ...}}}
+    {"rir32": {"cifar10": {"file": "rir32-cifar10-1a2b3c4d.weights.h5", "sha256": "1a2b3c4d...",
+                           "spec": {"registry_name": "rir32", ...}, ...}}}
 
 Each file holds the model's weights only (no optimizer state) and is named
 ``<registry name>-<weights name>-<first 8 hex digits of its SHA-256>.weights.h5``; the full SHA-256
 is in its record and is checked every time the file is loaded, so a corrupted or missing file
 raises ValueError instead of giving a silently wrong model. The record carries what torchvision's
-weight enums carry (see `RECORD_FIELDS`): the constructor options the weights were trained with,
-the dataset, split and classes, the preprocessing, the top-1 accuracy measured on the full test
+weight enums carry (see `RECORD_FIELDS`): the model's spec (`registry.ModelSpec`: registry name,
+constructor options, input shape, classes, preprocessing), the dataset, split and class names, the top-1 accuracy measured on the full test
 split and the command that measured it, the recipe, epochs, seed, parameters, Keras and backend
 versions, date and machine. ``tools/ship_weights.py`` writes files and records from a finished
 training run; ``benchmarks/model_table.py --cards`` prints them as model cards for docs/models.md.
@@ -47,10 +48,6 @@ DATASETS = {
         "classes": list(preprocessing_lib.CIFAR10_CLASSES),
     },
 }
-# The models whose weights the training campaign of issue 14 produces, per weights name: until a
-# record ships, asking for them says the campaign has not finished.
-CAMPAIGN = {"cifar10": ("cnn32", "resnet32", "resnet_init32", "rir32")}
-
 # Constructor options that change the function the network computes: they must equal the record's.
 FUNCTION_OPTIONS = ("shortcut", "identity", "transient_ratio", "width_multiplier", "forget_gate", "preprocessing")
 # Options that only change training (or the name): free when loading.
@@ -62,12 +59,11 @@ EVALUATE_BATCH_SIZE = 256  # rir-keras evaluate's default
 
 # Every field of a record, its type(s), and what it means (docs/models.md shows the same list).
 RECORD_FIELDS = {
-    "registry_name": (str, "the registry name: `registry.build(registry_name, weights=...)`"),
     "weights": (str, "the weights name the constructors take: `weights=\"cifar10\"`"),
     "file": (str, "the weights file in the store, `<registry name>-<weights>-<sha256[:8]>.weights.h5`"),
     "sha256": (str, "SHA-256 of the file, checked at every load"),
-    "options": (dict, "the constructor options the weights were trained with (classes and input shape "
-                      "included); `pretrained.build` builds the model with them"),
+    "spec": (dict, "the model the weights belong to (`registry.ModelSpec`): registry name, constructor "
+                   "options, input shape, classes, preprocessing; `pretrained.build` builds it"),
     "dataset": (str, "the data, e.g. CIFAR-10 (JPEG copy)"),
     "dataset_sha256": ((str, type(None)), "SHA-256 of the dataset archive measured on"),
     "train_split": (str, "the split trained on"),
@@ -75,7 +71,6 @@ RECORD_FIELDS = {
     "split": (str, "the split measured on"),
     "test_images": (int, "images measured on: the full split"),
     "classes": (list, "the class names, in label order"),
-    "preprocessing": ((str, list, type(None)), "the input normalization built into the model"),
     "top1": (float, "top-1 accuracy measured on the full split, through `weights=...` (correct / test_images)"),
     "correct": (int, "images classified correctly"),
     "command": (str, "the command that measured `top1`"),
@@ -164,17 +159,15 @@ def _tuple(value):
     return tuple(value) if isinstance(value, list) else value
 
 
-def constructor_defaults(name):
-    """The default of each keyword of registry model ``name``'s constructor."""
-    import inspect
+def _registry():
+    from rir_keras.applications import registry  # the registry builds on the constructors, which import this
 
-    from rir_keras.applications import registry
+    return registry
 
-    constructor = registry.get(name)
-    defaults = {key: parameter.default for key, parameter in inspect.signature(constructor).parameters.items()
-                if parameter.default is not inspect.Parameter.empty}
-    defaults.update(getattr(constructor, "keywords", None) or {})
-    return defaults
+
+def spec(entry):
+    """The `registry.ModelSpec` of a manifest record."""
+    return _registry().ModelSpec.from_dict(entry["spec"], source="the weights record's spec")
 
 
 def request(name, arguments, store=None):
@@ -192,7 +185,7 @@ def request(name, arguments, store=None):
     found = record(name, weights, store)
     if found is None:
         raise unavailable(name, weights, store)
-    trained = {**constructor_defaults(name), **found["options"]}
+    trained = {**_registry().record(name).defaults, **spec(found).constructor_options()}
     for option in FUNCTION_OPTIONS:
         if option in arguments and not _same(option, arguments[option], trained.get(option)):
             raise ValueError(f"weights={weights!r} for {name} were trained with {option}={trained.get(option)!r}: "
@@ -212,11 +205,12 @@ def request(name, arguments, store=None):
 def unavailable(name, weights, store=None):
     """The ValueError for ``weights`` asked of registry model ``name`` (or of a constructor with no
     registry name: ``name=None``) that the store has no record for."""
-    if name in CAMPAIGN.get(weights, ()):
+    campaign = _registry().shipping(weights)
+    if name in campaign:
         return ValueError(f"weights={weights!r} for {name} are not available yet: its training campaign has not "
                           f"finished (see docs/results.md). {_received('weights', weights)}")
     shipped = sorted({model for model, by_weights in read_manifest(store).items() if weights in by_weights}
-                     | set(CAMPAIGN.get(weights, ())))
+                     | set(campaign))
     which = f"{name}" if name else "this constructor"
     return ValueError(f"weights={weights!r} is not offered for {which}: only for the registry models "
                       f"{', '.join(shipped)}. {_received('weights', weights)}")
@@ -248,10 +242,10 @@ def load_into(model, shipped):
     raises `unavailable`."""
     if not isinstance(shipped, Shipped):
         raise unavailable(None, shipped)
-    from rir_keras.applications import networks, registry
+    from rir_keras.applications import networks
 
     verify(shipped)
-    source = registry.build(shipped.name, **{**shipped.record["options"], "include_top": True, "weights": None})
+    source = spec(shipped.record).build(include_top=True, weights=None)
     try:
         networks._load_weights(source, shipped.path)  # checks every stored shape against the model's
     except ValueError as error:
@@ -280,15 +274,13 @@ def build(name, weights="cifar10", **overrides):
     (``overrides`` change any of them, e.g. ``include_top=False``): what
     ``rir-keras evaluate --model NAME --weights cifar10`` evaluates. Raises ValueError where
     ``name`` has no such weights (not shipped yet, or not offered)."""
-    from rir_keras.applications import registry
-
     if not (isinstance(weights, str) and weights in DATASETS):
         raise ValueError(f"weights must be one of {sorted(DATASETS)}. {_received('weights', weights)}")
     found = record(name, weights)
     if found is None:
-        registry.get(name)  # an unknown model is named as such
+        _registry().record(name)  # an unknown model is named as such
         raise unavailable(name, weights)
-    return registry.build(name, **{**found["options"], **overrides, "weights": weights})
+    return spec(found).build(**{**overrides, "weights": weights})
 
 
 def measure(model, data, batch_size=EVALUATE_BATCH_SIZE):
@@ -297,8 +289,7 @@ def measure(model, data, batch_size=EVALUATE_BATCH_SIZE):
     in batches of ``batch_size``). A record's ``top1`` is ``correct / images`` of this."""
     from rir_keras import training
 
-    training.compile_for_evaluation(model)
-    result = training.evaluate(model, data, training.TrainConfig(epochs=1, batch_size=batch_size))
+    result = training.score(model, data, batch_size)
     return int(round(float(result["accuracy"]) * len(data))), len(data)
 
 
@@ -332,16 +323,21 @@ def check_manifest(store=None):
                     problems.append(f"{where}: field {field!r} has type {type(entry[field]).__name__}")
             if problems and problems[-1].startswith(where):
                 continue
-            if entry["registry_name"] != name or entry["weights"] != weights:
-                problems.append(f"{where}: the record says {entry['registry_name']}/{entry['weights']}")
+            try:
+                model = spec(entry)
+            except ValueError as error:
+                problems.append(f"{where}: {error}")
+                continue
+            if model.registry_name != name or entry["weights"] != weights:
+                problems.append(f"{where}: the record says {model.registry_name}/{entry['weights']}")
             if entry["file"] != file_name(name, weights, entry["sha256"]):
                 problems.append(f"{where}: file {entry['file']!r} should be named {file_name(name, weights, entry['sha256'])!r}")
             if entry["seed"] != 0:
                 problems.append(f"{where}: seed {entry['seed']}: only seed 0's weights ship")
             if entry["test_images"] < 1 or entry["correct"] / entry["test_images"] != entry["top1"]:
                 problems.append(f"{where}: top1 {entry['top1']} is not correct / test_images")
-            if entry["options"].get("classes") != len(entry["classes"]):
-                problems.append(f"{where}: options' classes differ from the {len(entry['classes'])} class names")
+            if model.classes != len(entry["classes"]):
+                problems.append(f"{where}: the spec's classes differ from the {len(entry['classes'])} class names")
             if f"--model {name}" not in entry["command"] or f"--weights {weights}" not in entry["command"]:
                 problems.append(f"{where}: the command does not evaluate --model {name} --weights {weights}")
             path = os.path.join(store, entry["file"])
@@ -368,7 +364,6 @@ def _wrap(text, indent=""):
 
 def model_cards(store=None):
     """docs/models.md's section "Shipped weights (model cards)", written from the manifest."""
-    from rir_keras.applications import paper
     from rir_keras.reporting import markdown_table
 
     paragraphs = [
@@ -396,11 +391,12 @@ def model_cards(store=None):
     for paragraph in paragraphs:
         lines += [_wrap(paragraph), ""]
     for entry in shipped:
-        reported = paper.cite(entry["weights"], entry["registry_name"])
+        model = spec(entry)
+        reported = _registry().record(model.registry_name).cite(entry["weights"])
         versus = f"; the paper reports {reported} on the original CIFAR-10" if reported else ""
         training = entry.get("training", {})
         lines += [
-            f"### `{entry['registry_name']}`, `weights=\"{entry['weights']}\"`",
+            f"### `{model.registry_name}`, `weights=\"{entry['weights']}\"`",
             "",
             markdown_table(("field", "value"), [
                 ("top-1", f"**{_percent(entry['top1'])}%** ({entry['correct']:,} of {entry['test_images']:,} "
@@ -412,9 +408,10 @@ def model_cards(store=None):
                            f"{entry['train_images']:,} {entry['train_split']} images"),
                 ("trained on", ", ".join(f"{key} {value}" for key, value in sorted(training.items())
                                          if key in ("backend", "machine", "processor", "hours")) or "unrecorded"),
-                ("options", ", ".join(f"{key}={value!r}" for key, value in sorted(entry["options"].items()))),
+                ("options", ", ".join(f"{key}={value!r}" for key, value in sorted(model.options.items())) or "defaults"),
+                ("input", f"{'x'.join(map(str, model.input_shape))} images, {model.classes} classes"),
                 ("parameters", f"{entry['parameters']:,} ({entry['trainable_parameters']:,} trainable)"),
-                ("preprocessing", f"{entry['preprocessing']!r}, inside the model"),
+                ("preprocessing", f"{model.preprocessing!r}, inside the model"),
                 ("file", f"`{entry['file']}`, SHA-256 `{entry['sha256']}`"),
             ]),
             "",

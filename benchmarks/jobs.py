@@ -96,24 +96,7 @@ def torch_train(batch_size=BATCH, channels_last=False):
                   "torch": torch.__version__}
 
 
-def _export(model, path):
-    """``(serve, input dtype, how)``: ``rir_keras.export`` where it exists (raw uint8 images, the model's
-    input normalization inside the graph), else Keras' own SavedModel export (float32 images)."""
-    try:
-        from rir_keras.export import export_saved_model, load_serving_function
-    except ImportError:
-        import tensorflow as tf
-
-        model.export(path, format="tf_saved_model", verbose=False)
-        loaded = tf.saved_model.load(path)
-        _KEEP.append(loaded)  # the serving function needs its SavedModel object alive
-        return loaded.serve, np.float32, "`model.export(format='tf_saved_model')` + `tf.saved_model.load(...).serve`, float32"
-    export_saved_model(model, path)
-    return (load_serving_function(path), np.uint8,
-            "`rir_keras.export.export_saved_model` + `load_serving_function`, uint8 images (normalization in the graph)")
-
-
-_KEEP = []  # exported folders and loaded SavedModels live as long as the worker
+_KEEP = []  # exported folders live as long as the worker
 
 
 def saved_model_predict(model="rir32", batch_size=1):
@@ -121,9 +104,13 @@ def saved_model_predict(model="rir32", batch_size=1):
     result comes back as numpy."""
     folder = tempfile.TemporaryDirectory(prefix=f"bench-{model}-")
     _KEEP.append(folder)
-    serve, dtype, api = _export(_keras_model(model, "float32"), os.path.join(folder.name, "saved_model"))
-    pixels = np.random.default_rng(0).integers(0, 256, size=(batch_size, *IMAGE_SHAPE))
-    images = pixels.astype(dtype)
+    from rir_keras.export import export_saved_model, load_serving_function
+
+    path = os.path.join(folder.name, "saved_model")
+    export_saved_model(_keras_model(model, "float32"), path)
+    serve = load_serving_function(path)
+    api = "`rir_keras.export.export_saved_model` + `load_serving_function`, uint8 images (normalization in the graph)"
+    images = np.random.default_rng(0).integers(0, 256, size=(batch_size, *IMAGE_SHAPE)).astype(np.uint8)
     step = lambda: serve(images)  # noqa: E731 (numpy out: synchronous)
     step()
     return step, {"api": api}

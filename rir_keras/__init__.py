@@ -9,5 +9,5 @@ _dependencies.choose_backend()  # before Keras is imported: JAX where TensorFlow
 from rir_keras.initializers import ResNetInit  # noqa: E402
 from rir_keras.layers import BlockShortcut, ForgetGate, ResNetInitConv2D, RiRConv2D  # noqa: E402
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = ["ResNetInit", "ResNetInitConv2D", "RiRConv2D", "BlockShortcut", "ForgetGate"]

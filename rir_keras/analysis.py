@@ -27,7 +27,7 @@ from keras import ops
 
 from rir_keras import reporting, training
 from rir_keras.initializers import PACKAGE
-from rir_keras.layers import RiRConv2D
+from rir_keras.layers import RiRConv2D, check_choice
 
 STREAMS = ("residual", "transient")
 QUADRANTS = ("rr_with_identity", "rr_without_identity", "rm", "mr", "mm")
@@ -43,9 +43,7 @@ QUADRANT_COLUMNS = {"rr_with_identity": "‖W_rr+I‖", "rr_without_identity": "
 
 
 def check_stream(stream):
-    if stream not in STREAMS:
-        raise ValueError(f"stream must be one of {STREAMS}. Received: stream={stream!r}")
-    return stream
+    return check_choice("stream", stream, STREAMS)
 
 
 def _check_model(model):
@@ -237,11 +235,10 @@ def ablation_study(model, data, batch_size=256):
     """
     masked = MaskedModel(model)
     training.compile_for_evaluation(masked.model)
-    config = training.TrainConfig(epochs=1, batch_size=batch_size)
 
     def accuracy(stream=None, layers=()):
         masked.zero(stream, layers)
-        return float(training.evaluate(masked.model, data, config)["accuracy"])
+        return float(training.evaluate(masked.model, data, batch_size)["accuracy"])
 
     result = {"images": len(data), "accuracy": accuracy(), "all_layers": {}, "layers": []}
     for stream in STREAMS:
@@ -277,12 +274,11 @@ def analyze(model, data=None, batch_size=256):
 
 
 def _cell(value, percent=False):
-    if value is None:
-        return "–"
-    return f"{100 * value:.2f}" if percent else f"{value:.3f}"
+    return reporting.cell(None if value is None else 100 * value if percent else value,
+                          "{:.2f}" if percent else "{:.3f}", missing="–")
 
 
-def markdown_table(report):
+def report_markdown(report):
     """The report as markdown: one row per generalized layer; accuracies in percent."""
     ablation = report.get("ablation")
     header = ["depth", "layer", "channels r+m in → out", *(QUADRANT_COLUMNS[q] for q in QUADRANTS)]
@@ -375,7 +371,7 @@ def write_report(report, output_dir):
     os.makedirs(output_dir, exist_ok=True)
     paths = {name: os.path.join(output_dir, name) for name in ("analysis.json", "analysis.md", "norms.png")}
     reporting.write_json(report, paths["analysis.json"])
-    reporting.write_text(markdown_table(report), paths["analysis.md"])
+    reporting.write_text(report_markdown(report), paths["analysis.md"])
     plot_norms(report, paths["norms.png"])
     if report.get("ablation"):
         paths["ablation.png"] = os.path.join(output_dir, "ablation.png")

@@ -12,6 +12,7 @@ import zlib
 
 import keras
 
+from rir_keras.initializers import split_channels
 from rir_keras.layers import (
     IDENTITY_PLACEMENTS, SHORTCUTS, BlockShortcut, ForgetGate, RiRConv2D, check_choice, check_ratio,
 )
@@ -104,7 +105,7 @@ def conv_bn(x, filters, spec, *, kernel_size=3, strides=1, padding="same", activ
 
 
 def residual_count(channels, spec):
-    return channels - int(round(channels * spec.stream_ratio))
+    return split_channels(channels, spec.stream_ratio)[0]
 
 
 def block(x, filters, spec, *, layers=2, strides=1, outer_shortcut=True, name):
@@ -128,6 +129,10 @@ def block(x, filters, spec, *, layers=2, strides=1, outer_shortcut=True, name):
         momentum=spec.momentum, epsilon=spec.epsilon, name=f"{name}_shortcut",
     )(inputs)
     if spec.gate:
+        if residual == 0:
+            raise ValueError(f"a forget gate gates the residual stream, which transient_ratio="
+                             f"{spec.transient_ratio!r} leaves empty in {filters}-channel block {name!r}: lower "
+                             f"transient_ratio or drop the gate. Received: transient_ratio={spec.transient_ratio!r}")
         shortcut = ForgetGate(residual, strides=strides, kernel_regularizer=spec.regularizer, name=f"{name}_gate")(
             [inputs, shortcut]
         )

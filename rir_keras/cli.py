@@ -9,6 +9,7 @@ import sys
 from importlib.metadata import entry_points
 
 from rir_keras.dependencies import MissingDependency
+from rir_keras.runs import TrainingStopped
 
 COMMAND_GROUP = "rir_keras.commands"
 
@@ -45,8 +46,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ValueError, FileNotFoundError, MissingDependency) as error:
-        print(f"rir-keras {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, OSError, MissingDependency, TrainingStopped) as error:
+        # Bad input, a file or disk problem (missing, read-only, full), a missing package, training
+        # interrupted or diverged: one line, exit status 2.
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"rir-keras {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rir-keras {args.command}: error: interrupted", file=sys.stderr)
         return 2
 
 

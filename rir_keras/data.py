@@ -206,6 +206,16 @@ def _find_local_archive(name):
     return None
 
 
+def dataset_family(dataset):
+    """"cifar100" or "cifar10" when the base name of the ``--dataset`` argument starts with it
+    (``cifar10-mini``, ``data/cifar100.tar.gz``, ``tfds:cifar10``), else ``None``."""
+    name = os.fspath(dataset)
+    if name.startswith(TFDS_PREFIX):
+        name = name[len(TFDS_PREFIX):]
+    name = os.path.basename(name.rstrip("/" + os.sep)).lower()
+    return next((family for family in ("cifar100", "cifar10") if name.startswith(family)), None)
+
+
 def load_split(source, split, *, data_dir=None):
     """Load one split of a dataset into memory.
 
@@ -333,6 +343,10 @@ def _collect_split(entries, split, origin):
             f"Split {split!r} of {origin!r} has no images ({', '.join(IMAGE_EXTENSIONS)})."
         )
     class_names = sorted(set().union(*splits.values()))
+    empty = sorted(set(class_names) - {cls for _, cls, _ in keys})
+    if empty:  # a class the model would have to predict without one image of it in this split
+        raise ValueError(f"Split {split!r} of {origin!r} has no images of class {', '.join(empty)} (a class is a "
+                         f"folder in any split): fill or remove the folder. Received: classes without images {empty}")
     index = {name: i for i, name in enumerate(class_names)}
     names = ["/".join(prefix + (split, cls, name)) for _, cls, name in keys]
     images = _stack_images([decoded[key] for key in keys], names, origin)

@@ -24,13 +24,12 @@ TensorFlow, tf2onnx and onnxruntime are imported inside the functions that need 
 """
 import contextlib
 import os
-import shutil
-import uuid
 
 import numpy as np
 
 from rir_keras import dependencies
 from rir_keras import preprocessing as preprocessing_lib
+from rir_keras.reporting import atomic_output
 
 INPUT_NAME = "images"
 SERVING_SIGNATURE = "serving_default"  # uint8 images
@@ -151,58 +150,6 @@ class ServingGraph:
         return outputs
 
 
-# ---------------------------------------------------------------- atomic writes
-
-
-def _temporary_path(path, suffix=""):
-    folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, f".{name}.tmp-{uuid.uuid4().hex[:8]}{suffix}")
-
-
-def _remove(path):
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.remove(path)
-
-
-def _put_in_place(temporary, path):
-    """Move ``temporary`` to ``path``, replacing what is there. A file is replaced atomically; a folder
-    is swapped by two renames (the old one moved aside first, restored if the second rename fails)."""
-    if not os.path.isdir(path) or os.path.islink(path):
-        os.replace(temporary, path)
-        return
-    aside = _temporary_path(path, ".old")
-    os.rename(path, aside)
-    try:
-        os.rename(temporary, path)
-    except BaseException:
-        os.rename(aside, path)
-        raise
-    _remove(aside)
-
-
-@contextlib.contextmanager
-def atomic_output(path, overwrite=False, suffix=""):
-    """Yield a temporary path beside ``path`` to write into; on success it is renamed to ``path``.
-
-    Refuses an existing ``path`` unless ``overwrite``. On any failure the temporary path is removed
-    and whatever was at ``path`` is left untouched.
-    """
-    path = os.fspath(path)
-    if os.path.lexists(path) and not overwrite:
-        raise FileExistsError(f"export target already exists (pass overwrite=True to replace it). "
-                              f"Received: path={path!r}")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    temporary = _temporary_path(path, suffix)
-    try:
-        yield temporary
-        _put_in_place(temporary, path)
-    finally:
-        _remove(temporary)
-
-
 # ---------------------------------------------------------------- exporters
 
 
@@ -230,17 +177,15 @@ def export_saved_model(model, path, *, top_k=None, class_names=None, overwrite=F
     _require_tensorflow_backend("a SavedModel export")
     import tensorflow as tf
 
+    import keras
+
     graph = ServingGraph(model, top_k, class_names)
-    signatures = {
-        name: tf.function(graph, input_signature=graph.input_signature(dtype), autograph=False).get_concrete_function()
-        for name, dtype in ((SERVING_SIGNATURE, tf.uint8), (FLOAT_SIGNATURE, tf.float32))
-    }
-    root = tf.Module()
-    # The functions capture the model's variables; the root tracks them so that they are saved. Only
-    # the signatures are saved as functions: attaching the tf.functions too would trace them again.
-    root.model_variables = list(model.variables)
+    archive = keras.export.ExportArchive()  # Keras' public SavedModel writer: each endpoint is a signature
+    archive.track(model)
+    for name, dtype in ((SERVING_SIGNATURE, tf.uint8), (FLOAT_SIGNATURE, tf.float32)):
+        archive.add_endpoint(name, tf.function(graph, autograph=False), input_signature=graph.input_signature(dtype))
     with atomic_output(path, overwrite) as temporary:
-        tf.saved_model.save(root, temporary, signatures=signatures)
+        archive.write_out(temporary, verbose=False)
     return path
 
 

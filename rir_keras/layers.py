@@ -355,7 +355,7 @@ class BlockShortcut(keras.layers.Layer):
         self.residual_channels = int(residual_channels)
         self.input_residual_channels = int(input_residual_channels)
         self.strides = strides_2d(strides)
-        self.mode = check_choice("shortcut", mode, SHORTCUTS)
+        self.mode = check_choice("mode", mode, SHORTCUTS)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.momentum = momentum

@@ -13,10 +13,17 @@ import math
 import os
 import statistics
 
-from rir_keras.reporting import write_json
+from rir_keras.reporting import write_json, write_text
 
 SETTINGS_FILE = "run.json"
+BACKUP_POINTER = "training_metadata.json"  # in backup/: the epochs done and the weights file holding them
 SESSIONS_FILE = "sessions.jsonl"
+
+
+class TrainingStopped(Exception):
+    """Training stopped before its last epoch (Ctrl-C, a kill signal turned exception, a loss that
+    became NaN). The one-line message says why and what the run folder keeps; ``rir-keras`` prints
+    it as its error."""
 
 
 def _plain(value):
@@ -176,10 +183,25 @@ def read_log(path):
             for key in columns}
 
 
+def trim_log(path, epochs):
+    """Keep in the CSV log at ``path`` the rows of its first ``epochs`` epochs only (remove the file
+    for 0): a run resumed from a backup of ``epochs`` epochs logs the later ones again."""
+    if not os.path.isfile(path):
+        return
+    if not epochs:
+        os.remove(path)
+        return
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if line.strip() and float(line.split(",", 1)[0]) < epochs]
+    if kept != lines:
+        write_text("".join(kept), path)
+
+
 def backed_up_epochs(folder):
-    """The epochs the backup of the run in ``folder`` holds (its ``backup/training_metadata.json``,
-    written by ``training.AtomicBackupAndRestore``): 0 where there is none yet."""
-    pointer = os.path.join(folder, "backup", "training_metadata.json")
+    """The epochs the backup of the run in ``folder`` holds (its ``backup/`` + `BACKUP_POINTER`,
+    written by ``training.EpochBackup``): 0 where there is none yet."""
+    pointer = os.path.join(folder, "backup", BACKUP_POINTER)
     return int(read_json(pointer)["epoch"]) if os.path.isfile(pointer) else 0
 
 

@@ -20,9 +20,9 @@ A model whose head outputs logits (``classifier_activation=None``) is compiled w
 """
 import dataclasses
 import json
+import math
 import os
 import shutil
-import tempfile
 import time
 
 import keras
@@ -30,8 +30,11 @@ from keras import ops
 
 from rir_keras.data import ArrayBatches
 from rir_keras.preprocessing import model_preprocessing
-from rir_keras.reporting import write_json
-from rir_keras.runs import backed_up_epochs, check_settings, machine, read_log, record_session, sessions
+from rir_keras.reporting import save_model, write_json
+from rir_keras.runs import (
+    BACKUP_POINTER, TrainingStopped, backed_up_epochs, check_settings, machine, read_log, record_session, sessions,
+    trim_log,
+)
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCHEDULES = ("step", "cosine")
@@ -197,33 +200,44 @@ class _EpochSeconds(keras.callbacks.Callback):
             logs["seconds"] = time.perf_counter() - self.start
 
 
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore whose backup survives a kill at any instant.
+class EpochBackup(keras.callbacks.Callback):
+    """Backs the model up after every epoch, in a way that survives a kill at any instant.
 
-    Each epoch's weights (with the optimizer's state) go to a new file; only when it is complete
-    does a small JSON file, replaced atomically, point to it. A kill mid-write leaves the pointer on
-    the previous, complete backup, where the stock callback would leave a corrupt file.
+    Each epoch's weights, with the optimizer's state, go to a new file in ``folder``; only when it
+    is complete does a small JSON file (`BACKUP_POINTER`), replaced atomically, point to it. A kill
+    mid-write leaves the pointer on the previous, complete backup. `restore_backup` loads it before
+    ``fit``, which then starts at ``initial_epoch``: public Keras API only (Keras' own
+    ``BackupAndRestore`` overwrites its file in place, and a kill then leaves an unreadable backup).
     """
 
-    def _save_model(self):
-        os.makedirs(self.backup_dir, exist_ok=True)
-        name = f"weights-{self._current_epoch}-{self._last_batch_seen}.weights.h5"
-        self.model.save_weights(os.path.join(self.backup_dir, name), overwrite=True)
-        pointer = {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name}
-        write_json(pointer, self._training_metadata_path)
-        for old in os.listdir(self.backup_dir):
-            if old.startswith("weights-") and old != name:
-                os.remove(os.path.join(self.backup_dir, old))
+    def __init__(self, folder):
+        super().__init__()
+        self.folder = folder
 
-    def _load_model(self):
-        if not os.path.isfile(self._training_metadata_path):
-            return
-        with open(self._training_metadata_path, encoding="utf-8") as handle:
-            pointer = json.load(handle)
-        if self.model.optimizer is not None and not self.model.optimizer.built:
-            self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(os.path.join(self.backup_dir, pointer["weights"]))
-        self.model._initial_epoch = pointer["epoch"]
+    def on_epoch_end(self, epoch, logs=None):
+        if not math.isfinite(float((logs or {}).get("loss", 0.0))):
+            return  # a diverged epoch (TerminateOnNaN stopped it): the last good backup stays
+        os.makedirs(self.folder, exist_ok=True)
+        name = f"weights-{epoch + 1}.weights.h5"
+        self.model.save_weights(os.path.join(self.folder, name), overwrite=True)
+        write_json({"epoch": epoch + 1, "weights": name}, os.path.join(self.folder, BACKUP_POINTER))
+        for old in os.listdir(self.folder):
+            if old.startswith("weights-") and old != name:
+                os.remove(os.path.join(self.folder, old))
+
+
+def restore_backup(model, folder):
+    """Load the latest backup `EpochBackup` wrote in ``folder`` into the compiled ``model`` (weights
+    and optimizer state); returns the epochs it holds, 0 where there is none."""
+    pointer = os.path.join(folder, BACKUP_POINTER)
+    if not os.path.isfile(pointer):
+        return 0
+    with open(pointer, encoding="utf-8") as handle:
+        backup = json.load(handle)
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(os.path.join(folder, backup["weights"]))
+    return int(backup["epoch"])
 
 
 def tensorboard_available():
@@ -231,20 +245,6 @@ def tensorboard_available():
     import importlib.util
 
     return all(importlib.util.find_spec(name) is not None for name in ("tensorflow", "tensorboard"))
-
-
-def atomic_save(model, path):
-    """Save ``model`` to ``path`` (.keras) through a temporary file renamed into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".keras", dir=folder)
-    os.close(handle)
-    try:
-        model.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def plot_curves(log, path, title):
@@ -270,9 +270,36 @@ def plot_curves(log, path, title):
     pyplot.close(figure)
 
 
-def evaluate(model, data, config):
-    """``{"loss", "accuracy"}`` of a compiled ``model`` on ``data``."""
-    return model.evaluate(batches(data, config, training=False), verbose=0, return_dict=True)
+def check_fits(model, data, name="data"):
+    """Raise a one-line ValueError unless ``data``'s images and classes fit ``model``'s input and head."""
+    inputs, outputs = tuple(model.inputs[0].shape[1:]), model.outputs[0].shape[-1]
+    if any(want is not None and want != got for want, got in zip(inputs, data.image_shape)) or \
+            len(inputs) != len(data.image_shape):
+        raise ValueError(f"model {model.name!r} takes images of shape {inputs}; the {name} has "
+                         f"{data.image_shape}. Received: {name} image shape {data.image_shape}")
+    if outputs is not None and outputs != data.num_classes:
+        raise ValueError(f"model {model.name!r} classifies {outputs} classes; the {name} has {data.num_classes}. "
+                         f"Received: {name} with {data.num_classes} classes")
+
+
+def evaluate(model, data, batch_size):
+    """``{"loss", "accuracy"}`` of a compiled ``model`` on ``data``, in batches of ``batch_size``."""
+    check_fits(model, data)
+    batches = ArrayBatches(data, batch_size=batch_size, shuffle=False, augment=False)
+    return model.evaluate(batches, verbose=0, return_dict=True)
+
+
+def score(model, data, batch_size=256):
+    """``{"loss", "accuracy"}`` of ``model`` on ``data``: `compile_for_evaluation`, then `evaluate`."""
+    compile_for_evaluation(model)
+    return evaluate(model, data, batch_size)
+
+
+def steps_per_epoch(images, config):
+    """Training steps per epoch: every one of ``images`` once (the last batch may be short), at most
+    ``config.steps_per_epoch``."""
+    batches = -(-images // config.batch_size)
+    return min(batches, config.steps_per_epoch or batches)
 
 
 # What a run folder holds; ``restart`` removes all of it.
@@ -296,6 +323,8 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
     and the plot are written, so a kill at any instant loses at most the epoch in progress.
     """
     output_dir = os.fspath(output_dir)
+    check_fits(model, train_data, "training data")
+    check_fits(model, test_data, "test data")
     if restart:
         for name in RUN_FILES:
             path = os.path.join(output_dir, name)
@@ -309,35 +338,42 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
     if os.path.isfile(results_path) and not os.path.isdir(backup):
         with open(results_path, encoding="utf-8") as handle:
             return json.load(handle)  # finished
-    done_before = backed_up_epochs(output_dir)
-    if not done_before and os.path.exists(log_path):
-        os.remove(log_path)  # rows of epochs whose backup was never written (later ones are logged again)
-    record_session(output_dir, first_epoch=done_before)
     keras.utils.set_random_seed(config.seed)
     train_batches = batches(train_data, config, training=True)
-    steps = min(len(train_batches), config.steps_per_epoch or len(train_batches))
+    steps = steps_per_epoch(len(train_data), config)
     compile_model(model, config, steps)
+    done_before = restore_backup(model, backup)
+    trim_log(log_path, done_before)  # rows of epochs whose backup was never written are logged again
+    record_session(output_dir, first_epoch=done_before)
     stock = [
         _EpochSeconds(),
-        # The log row goes first: a kill between the two repeats an epoch, which read_log de-duplicates.
+        # The log row goes first: a kill between the two repeats that epoch, and trim_log drops its row.
         keras.callbacks.CSVLogger(log_path, append=True),
-        AtomicBackupAndRestore(backup, delete_checkpoint=False),
+        EpochBackup(backup),
         keras.callbacks.TerminateOnNaN(),
         _ReplayEpoch(train_batches),
     ]
     if tensorboard_available():
         stock.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")))
     start = time.perf_counter()
-    model.fit(
-        train_batches, validation_data=batches(test_data, config, training=False), epochs=config.epochs,
-        steps_per_epoch=steps, shuffle=False, callbacks=stock + list(callbacks), verbose=verbose,
-    )
+    try:
+        model.fit(
+            train_batches, validation_data=batches(test_data, config, training=False), epochs=config.epochs,
+            initial_epoch=done_before, steps_per_epoch=steps, shuffle=False, callbacks=stock + list(callbacks),
+            verbose=verbose,
+        )
+    except KeyboardInterrupt:
+        raise TrainingStopped(f"interrupted: {output_dir} keeps {backed_up_epochs(output_dir)} finished epochs of "
+                              f"{config.epochs}; run the same command again to continue from there") from None
     seconds = time.perf_counter() - start
     log = read_log(log_path)
     if len(log.get("epoch", [])) < config.epochs:
-        raise RuntimeError(f"training stopped early after {len(log.get('epoch', []))} epochs (NaN loss?); see {log_path}")
-    test = evaluate(model, test_data, config)
-    atomic_save(model, os.path.join(output_dir, "model.keras"))
+        kept = backed_up_epochs(output_dir)
+        raise TrainingStopped(f"training diverged: the loss is not finite in epoch {kept + 1} (see {log_path}); "
+                              f"{output_dir} keeps the last good epoch, {kept}: start over with --restart and a "
+                              f"lower --learning-rate")
+    test = evaluate(model, test_data, config.batch_size)
+    save_model(model, os.path.join(output_dir, "model.keras"))
     trained = config.epochs - done_before
     results = {
         **recorded,

@@ -17,8 +17,9 @@ import pytest
 from keras import ops
 
 from rir_keras.applications import (
-    AllCNNC, CNN32, MODELS, TABLES, ResNet32, ResNetInit32, RiR32, RiRNet, build, get, names,
+    AllCNNC, CNN32, ModelSpec, ResNet32, ResNetInit32, RiR18Wide, RiR32, RiRNet, build, names, record,
 )
+from rir_keras.applications.registry import group_members, shipping
 from rir_keras import preprocessing as preprocessing_lib
 from rir_keras.preprocessing import (
     CIFAR10_CLASSES, CIFAR100_CLASSES, decode_predictions, preprocess_input, statistics,
@@ -87,16 +88,39 @@ def test_every_registry_model_builds_with_and_without_top(name):
     assert features.count_params() < model.count_params()
 
 
-def test_registry_tables_and_lookup():
-    assert names() == sorted(MODELS)
-    for table in TABLES.values():
-        assert set(table) <= set(MODELS)
-    assert get("rir32") is RiR32
+def test_registry_records_and_lookup():
+    assert record("rir32").constructor is RiR32 and record("rir32").group == "32"
+    assert group_members("32") == ("cnn32", "resnet32", "resnet_init32", "rir32")  # Table 1's order
+    assert shipping("cifar10") == ("cnn32", "resnet32", "resnet_init32", "rir32")
+    forget = record("rir32_forget")
+    assert forget.call() == "RiR32(forget_gate=True)" and forget.source.startswith("Table 6")
+    assert build("rir32_forget", **TINY).name == "rir32_forget"
+    assert record("rir32").cite("cifar10") == "92.97 (Table 1, 6)" and record("rir18_wide").reported("cifar100") == [(3, 77.10)]
+    assert record("rir18_wide").preprocessing == "cifar10" and record("rir18_wide").classes == 10
     assert build("resnet32", classes=3, **TINY).output.shape == (None, 3)
     with raises("model", "resnet50"):
-        get("resnet50")
+        record("resnet50")
     with raises("model", "resnet50"):
         build("resnet50")
+    with pytest.raises(ValueError, match="does not take one of these options: \\['depth'\\]"):
+        build("rir32", depth=3)
+
+
+def test_model_spec_round_trip():
+    """A spec written to JSON and read back rebuilds the same model, weights loadable layer for layer."""
+    spec = ModelSpec.of("rir_3x10", {"width_multiplier": 0.25, "preprocessing": ([120.0], [60.0])}, (16, 16, 3), 7)
+    again = ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec and again.preprocessing == ([120.0], [60.0])
+    first, second = spec.build(), again.build()
+    second.set_weights(first.get_weights())
+    x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(predict(second, x), predict(first, x), rtol=1e-6)
+    assert first.output.shape == (None, 7) and first.name == "rir_3x10"
+    assert ModelSpec.of("rir32", {}, (32, 32, 3), 10).preprocessing == "cifar10"  # the record's default
+    with pytest.raises(ValueError, match="Received: spec=\\['classes', 'registry_name'\\]"):
+        ModelSpec.from_dict({"registry_name": "rir32", "classes": 10})
+    with raises("model", "nope"):
+        ModelSpec.from_dict({**spec.to_dict(), "registry_name": "nope"})
 
 
 @pytest.mark.parametrize("name, options", [
@@ -163,7 +187,7 @@ def test_all_cnn_c_input_shapes(shape):
     assert predict(model, images(shape)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("make", [RiR32, get("rir18_wide")])
+@pytest.mark.parametrize("make", [RiR32, RiR18Wide])
 def test_classifier_activation_none_gives_logits(make):
     probabilities = make(**TINY)
     logits = make(classifier_activation=None, **TINY)

@@ -129,6 +129,27 @@ def test_changed_settings_are_refused_by_name(cli_env, tmp_path, capsys):
     assert json.loads((tmp_path / "run.json").read_text())["config"]["learning_rate"] == 0.2
 
 
+def test_a_kill_between_log_row_and_backup_leaves_one_row_per_epoch(mini, tmp_path, monkeypatch):
+    train, test = mini
+    config = training.TrainConfig(epochs=3, batch_size=32, jit_compile=False)
+    backup = training.EpochBackup.on_epoch_end
+
+    def killed_at_second_backup(self, epoch, logs=None):
+        if epoch == 1:  # the CSV logger has written epoch 1's row: the backup of it never comes
+            raise KeyboardInterrupt("killed while backing up")
+        backup(self, epoch, logs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training.EpochBackup, "on_epoch_end", killed_at_second_backup)
+        with pytest.raises(runs.TrainingStopped, match="keeps 1 finished epochs of 3"):
+            training.train(RiRNet(blocks_per_stage=(1, 1, 1), widths=(8, 8, 8)), train, test, config, tmp_path,
+                           verbose=0)
+    assert runs.backed_up_epochs(tmp_path) == 1 and log_epochs(tmp_path / "log.csv") == 2
+    training.train(RiRNet(blocks_per_stage=(1, 1, 1), widths=(8, 8, 8)), train, test, config, tmp_path, verbose=0)
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert [float(row.split(",")[0]) for row in rows[1:]] == [0, 1, 2]  # epoch 1 once, not twice
+
+
 def test_a_kill_after_the_last_epoch_loses_nothing(mini, tmp_path, monkeypatch):
     train, test = mini
     config = training.TrainConfig(epochs=2, batch_size=32, jit_compile=False)
@@ -137,7 +158,7 @@ def test_a_kill_after_the_last_epoch_loses_nothing(mini, tmp_path, monkeypatch):
         raise KeyboardInterrupt("killed while writing the model")
 
     with monkeypatch.context() as patch:
-        patch.setattr(training, "atomic_save", killed)
+        patch.setattr(training, "save_model", killed)
         with pytest.raises(KeyboardInterrupt):
             training.train(RiRNet(blocks_per_stage=(1, 1, 1), widths=(8, 8, 8)), train, test, config, tmp_path,
                            verbose=0)

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -162,6 +161,16 @@ def test_empty_split(folder, tmp_path, kind):
     with pytest.raises(ValueError) as exc_info:
         load_split(source, "validation")
     assert_error_names(exc_info, source, "'validation'", "no images")
+
+
+@pytest.mark.parametrize("kind", ["folder", "archive"])
+def test_a_class_without_images_is_an_error(folder, tmp_path, kind):
+    (folder / "train" / "zebra").mkdir()  # an empty class folder would become a class never seen
+    source = folder if kind == "folder" else make_archive(tmp_path / "x.tar.gz", folder, ".")
+    for split in ("train", "test"):  # the test split has no zebra folder: the class comes from train's
+        with pytest.raises(ValueError) as exc_info:
+            load_split(source, split)
+        assert_error_names(exc_info, source, f"{split!r}", "no images of class zebra")
 
 
 def test_corrupt_archive(tmp_path):
@@ -388,19 +397,6 @@ def test_augmentation_is_reproducible_from_the_seed(mini):
     np.testing.assert_array_equal(first, pad_crop_flip(batch, np.random.default_rng(7)))
     np.testing.assert_array_equal(first, pad_crop_flip(batch, 7))
     assert not np.array_equal(first, pad_crop_flip(batch, np.random.default_rng(8)))
-
-
-def test_augmentation_is_fast():
-    batch = np.random.default_rng(0).integers(0, 256, (128, 32, 32, 3), dtype=np.uint8)
-    rng = np.random.default_rng(0)
-    best = min(_seconds(lambda: pad_crop_flip(batch, rng)) for _ in range(20))
-    assert best < 0.005, f"pad_crop_flip took {best * 1e3:.2f} ms for 128x32x32x3"
-
-
-def _seconds(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def test_augmentation_rejects_bad_arguments():

@@ -366,13 +366,3 @@ def test_cli_errors(tmp_path, capsys):
     code, text = run_cli(capsys, tmp_path / "plain.keras", "--preprocessing", "cifar10", "--output", tmp_path / "o")
     assert code == 2 and "carries its own preprocessing" in text
     assert not (tmp_path / "o").exists() and not (tmp_path / "out").exists()
-
-
-def test_cli_help_describes_the_contract(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["export", "--help"])
-    assert exit_info.value.code == 0
-    text = capsys.readouterr().out
-    for flag in ("--output", "--format", "--overwrite", "--top-k", "--preprocessing", "--model", "--weights"):
-        assert flag in text
-    assert "uint8" in text

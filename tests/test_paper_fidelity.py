@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from keras import ops
 
-from rir_keras.applications import AllCNNC, CNN32, RiR32, TABLES, build, paper
+from rir_keras.applications import GROUPS, AllCNNC, CNN32, RiR32, build, paper
+from rir_keras.applications.registry import group_members
 from rir_keras.blocks import LayerSpec
 from rir_keras.layers import RiRConv2D
 
@@ -61,9 +62,13 @@ def test_all_six_tables_are_in_the_code_with_their_figures():
 
 
 def test_every_model_a_table_names_is_registered_and_reproducible():
-    registered = {name for members in TABLES.values() for name in members}
+    registered = {name for key in GROUPS for name in group_members(key)}
     named = {row.model for table in paper.TABLES.values() for row in table.rows if row.model}
     assert named <= registered
+    for key, group in GROUPS.items():  # a group names the tables that report its models
+        for name in group_members(key):
+            assert {table for dataset in ("cifar10", "cifar100") for table, _ in paper.reported(dataset, name)} \
+                <= set(group.tables), name
 
 
 # -- weight decay ----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from rir_keras.preprocessing import CIFAR10_CLASSES, preprocess_input
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 TINY = dict(width_multiplier=0.125)
-CAMPAIGN = ("cnn32", "resnet32", "resnet_init32", "rir32")
+CAMPAIGN = ("cnn32", "resnet32", "resnet_init32", "rir32")  # the models of issue 14's campaign
 
 
 def raises(argument, value):
@@ -59,11 +59,12 @@ def write_record(store, name, model, options, top1=0.5, test_images=10_000):
     file = pretrained.file_name(name, "cifar10", digest)
     os.replace(temporary, os.path.join(store, file))
     correct = int(top1 * test_images)
+    options = dict(options)
+    spec = registry.ModelSpec(name, options, (32, 32, 3), 10, options.pop("preprocessing", "cifar10"))
     entry = {
-        "registry_name": name, "weights": "cifar10", "file": file, "sha256": digest,
-        "options": {**options, "classes": 10, "input_shape": [32, 32, 3]},
+        "spec": spec.to_dict(), "weights": "cifar10", "file": file, "sha256": digest,
         "dataset": "CIFAR-10 (JPEG copy)", "dataset_sha256": None, "train_split": "train", "train_images": 50_000,
-        "split": "test", "test_images": test_images, "classes": list(CIFAR10_CLASSES), "preprocessing": "cifar10",
+        "split": "test", "test_images": test_images, "classes": list(CIFAR10_CLASSES),
         "top1": correct / test_images, "correct": correct,
         "command": f"rir-keras evaluate --model {name} --weights cifar10 --dataset cifar10",
         "recipe": "fast", "config": {"seed": 0, "epochs": 1}, "epochs": 1, "seed": 0,
@@ -108,7 +109,7 @@ def empty_store(tmp_path, monkeypatch):
 
 def test_the_store_is_valid(store):
     assert pretrained.check_manifest() == 1
-    assert [entry["registry_name"] for entry in pretrained.records()] == ["rir32"]
+    assert [entry["spec"]["registry_name"] for entry in pretrained.records()] == ["rir32"]
 
 
 def test_loads_and_predicts_as_the_source(store, source):
@@ -189,7 +190,7 @@ def test_corrupted_or_missing_file_refused(store, tmp_path, monkeypatch):
 def test_no_record_yet(empty_store, name):
     message = (f"weights='cifar10' for {name} are not available yet: its training campaign has not finished "
                "(see docs/results.md). Received: weights='cifar10'")
-    for build in (registry.get(name), lambda **kwargs: pretrained.build(name)):
+    for build in (registry.record(name).build, lambda **kwargs: pretrained.build(name)):
         with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
             build(weights="cifar10")
 
@@ -217,7 +218,7 @@ def test_committed_manifest_is_valid():
         count = pretrained.check_manifest(store)
         for entry in pretrained.records(store):
             assert pretrained.FILE_PATTERN.match(entry["file"])
-            assert entry["registry_name"] in CAMPAIGN and entry["seed"] == 0
+            assert entry["spec"]["registry_name"] in CAMPAIGN and entry["seed"] == 0
         assert count == len(pretrained.records(store))
 
 
@@ -264,7 +265,7 @@ def mini_test(data_dir):
     return datasets.load_split(str(data_dir / "cifar10-mini.tar.gz"), "test")
 
 
-def make_run(folder, model, test_data, seed=0, off_by=0, measure=True, **changes):
+def make_run(folder, model, test_data, seed=0, off_by=0, measure=True, registry_name="rir32", **changes):
     """A finished run folder as ``rir-keras train`` leaves it, its final test accuracy measured on
     ``test_data`` (``off_by`` images wrong, to fake a disagreement)."""
     os.makedirs(folder)
@@ -272,8 +273,8 @@ def make_run(folder, model, test_data, seed=0, off_by=0, measure=True, **changes
     correct, images = pretrained.measure(model, test_data, 128) if measure else (0, len(test_data))
     config = {"seed": seed, "epochs": 1, "batch_size": 128}
     results = {
-        "registry_name": "rir32", "dataset": "cifar10", "model_options": {**TINY, "weight_decay": 1e-4,
-                                                                        "preprocessing": "cifar10"},
+        "spec": registry.ModelSpec(registry_name, {**TINY, "weight_decay": 1e-4}, (32, 32, 3), 10, "cifar10").to_dict(),
+        "dataset": "cifar10",
         "config": config, "preprocessing": "cifar10", "test_accuracy": (correct + off_by) / images,
         "test_images": images, "train_images": 50_000, "history": {"epoch": [0], "seconds": [7.0]},
         "backend": keras.backend.backend(), "machine": "x86_64", "recipe": "fast", "parameters": model.count_params(),
@@ -292,7 +293,10 @@ def test_ship_weights_tool(tmp_path, ship_weights, mini_test, source, monkeypatc
     assert pretrained.check_manifest(store) == 1
     assert entry["file"] == f"rir32-cifar10-{entry['sha256'][:8]}.weights.h5"
     assert entry["command"] == "rir-keras evaluate --model rir32 --weights cifar10 --dataset cifar10"
-    assert entry["options"]["width_multiplier"] == 0.125 and entry["seed"] == 0 and entry["recipe"] == "fast"
+    spec = registry.ModelSpec.from_dict(entry["spec"])
+    assert spec.options["width_multiplier"] == 0.125 and spec.options["identity"] == "init"  # defaults recorded
+    assert spec.preprocessing == "cifar10" and spec.classes == 10 and spec.input_shape == (32, 32, 3)
+    assert entry["seed"] == 0 and entry["recipe"] == "fast"
     assert entry["test_images"] == len(mini_test) and entry["top1"] == entry["correct"] / len(mini_test)
     with h5py.File(os.path.join(store, entry["file"]), "r") as file:
         assert "optimizer" not in file  # weights only

@@ -74,9 +74,12 @@ def read_run(folder):
 
 def check_run(results, settings, weights=WEIGHTS):
     """Refuse a run that is not the campaign's seed-0, full-length run of a model taking ``weights``."""
-    name = results.get("registry_name")
-    if name not in pretrained.CAMPAIGN[weights]:
-        raise ShipError(f"model {name!r}: weights={weights!r} is offered for {', '.join(pretrained.CAMPAIGN[weights])}")
+    try:
+        name = registry.ModelSpec.from_dict(results.get("spec"), source="results.json's spec").registry_name
+    except ValueError as error:
+        raise ShipError(str(error)) from error
+    if name not in registry.shipping(weights):
+        raise ShipError(f"model {name!r}: weights={weights!r} is offered for {', '.join(registry.shipping(weights))}")
     config = results.get("config", {})
     seeds = {config.get("seed"), settings.get("config", {}).get("seed", config.get("seed"))}
     if seeds != {0}:
@@ -122,12 +125,15 @@ def ship(folder, test_data, *, store=STORE, weights=WEIGHTS, dataset="cifar10", 
     if previous and not replace:
         raise ShipError(f"{name} already has weights={weights!r} ({previous['file']}); pass --replace to replace them")
     # Every option the run set, and the defaults of those that decide or describe the weights.
-    defaults = pretrained.constructor_defaults(name)
+    trained = registry.ModelSpec.from_dict(results["spec"])
+    defaults = registry.record(name).defaults
     options = {**{key: defaults[key] for key in (*pretrained.FUNCTION_OPTIONS, *pretrained.TRAINING_OPTIONS,
                                                  "include_preprocessing") if key in defaults},
-               **results.get("model_options", {}),
-               "classes": test_data.num_classes, "input_shape": list(test_data.image_shape)}
-    source = registry.build(name, **options, weights=os.path.join(folder, "model.keras"))
+               **trained.options}
+    options.pop("preprocessing", None)
+    spec = registry.ModelSpec(name, options, tuple(test_data.image_shape), test_data.num_classes,
+                              trained.preprocessing)
+    source = spec.build(weights=os.path.join(folder, "model.keras"))
     if "preprocessing" in results and \
             json.loads(json.dumps(preprocessing_lib.model_preprocessing(source))) != results["preprocessing"]:
         raise ShipError(f"the model's preprocessing differs from the run's {results['preprocessing']!r}")
@@ -143,11 +149,11 @@ def ship(folder, test_data, *, store=STORE, weights=WEIGHTS, dataset="cifar10", 
         seconds = [s for s in history.get("seconds", []) if s == s]
         run_folder = os.path.relpath(os.path.abspath(folder), REPO)
         entry = {
-            "registry_name": name, "weights": weights, "file": file, "sha256": digest, "options": options,
+            "spec": spec.to_dict(), "weights": weights, "file": file, "sha256": digest,
             "dataset": pretrained.DATASETS[weights]["dataset"], "dataset_sha256": dataset_sha256,
             "train_split": results.get("train_split", "train"), "train_images": results.get("train_images"),
             "split": pretrained.DATASETS[weights]["split"], "test_images": len(test_data),
-            "classes": list(test_data.class_names), "preprocessing": options.get("preprocessing"),
+            "classes": list(test_data.class_names),
             "command": command(name, weights, dataset, batch_size), "recipe": recipe_name(results, settings),
             "config": results.get("config", {}), "epochs": len(history.get("epoch", [])),
             "seed": results["config"]["seed"], "parameters": source.count_params(), "trainable_parameters": trainable,
@@ -217,7 +223,7 @@ def main(argv=None):
     except ShipError as error:
         print(f"ship_weights: {error}", file=sys.stderr)
         return 1
-    print(f"shipped {entry['registry_name']} weights={entry['weights']!r}: {entry['file']}, top-1 "
+    print(f"shipped {entry['spec']['registry_name']} weights={entry['weights']!r}: {entry['file']}, top-1 "
           f"{100 * entry['top1']:.2f}% ({entry['correct']} of {entry['test_images']}), measured by: {entry['command']}\n"
           "Now: .venv/bin/python benchmarks/model_table.py --cards (into docs/models.md), and commit "
           "applications/weights/ with it.")

@@ -69,6 +69,11 @@ _Loader.add_implicit_resolver(
 )
 
 
+def read_yaml(text):
+    """``text`` read as YAML, with YAML 1.2 floats (``1e-4`` is a number)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def preset_names():
     """The named grids shipped in ``tuning/presets``."""
     folder = resources.files(PRESET_PACKAGE) / PRESET_FOLDER
@@ -101,7 +106,7 @@ def load_grid(source):
         text = handle.read()
     kind = "JSON" if path.lower().endswith(".json") else "YAML"
     try:
-        raw = json.loads(text) if kind == "JSON" else yaml.load(text, Loader=_Loader)
+        raw = json.loads(text) if kind == "JSON" else read_yaml(text)
     except (ValueError, yaml.YAMLError) as error:
         raise ValueError(f"{path}: not valid {kind} ({error}). Received: grid={source!r}") from error
     return validate_grid(raw, origin=path)

@@ -5,7 +5,7 @@ import keras
 import keras_tuner
 
 from rir_keras import training
-from rir_keras.applications import registry, train_cli
+from rir_keras.applications import registry
 from rir_keras.tuning.grid import FIT_HYPERPARAMETERS, MODEL_HYPERPARAMETERS, validate_grid
 
 
@@ -35,7 +35,7 @@ class RiRHyperModel(keras_tuner.HyperModel):
     def __init__(self, model, grid, train_data, config, model_options=None, name=None):
         super().__init__(name=name or model)
         self.model_name = model
-        registry.get(model)  # raises on an unknown name
+        registry.record(model)  # raises on an unknown name
         self.grid = validate_grid(dict(grid))
         self.model_options = dict(model_options or {})
         clash = sorted(set(self.model_options) & set(self.grid))
@@ -58,15 +58,19 @@ class RiRHyperModel(keras_tuner.HyperModel):
         return {**self.model_options, **{k: values[k] for k in MODEL_HYPERPARAMETERS if k in values}}
 
     def steps_per_epoch(self, config):
-        batches = -(-len(self.train_data) // config.batch_size)
-        return min(batches, config.steps_per_epoch or batches)
+        return training.steps_per_epoch(len(self.train_data), config)
+
+    def spec(self, hp):
+        """The `registry.ModelSpec` of this trial's model."""
+        return registry.ModelSpec.of(self.model_name, self.model_kwargs(hp), self.train_data.image_shape,
+                                     self.train_data.num_classes)
 
     def build(self, hp):
         # Every trial starts from a fresh graph (the tuner clears it too) and the same seed.
         keras.backend.clear_session()
         config = self.trial_config(hp)
         keras.utils.set_random_seed(config.seed)
-        model = train_cli.build_model(self.model_name, self.train_data, self.model_kwargs(hp))
+        model = self.spec(hp).build()
         training.compile_model(model, config, self.steps_per_epoch(config))
         # Create the optimizer's slots now, eagerly: created inside the first traced train step,
         # their initializer graphs outlive the trial, and memory grows by several MiB a trial.

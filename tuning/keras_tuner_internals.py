@@ -114,7 +114,7 @@ def start_chief(oracle, address):
     servicer = oracle_chief.OracleServicer(oracle)
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     if not server.add_insecure_port(address):
-        raise RuntimeError(f"the chief cannot listen on {address} (port taken?). "
+        raise ValueError(f"the chief cannot listen on {address} (port taken?). "
                            f"Received: KERASTUNER_ORACLE_IP:KERASTUNER_ORACLE_PORT={address!r}")
     server.start()
     return server, servicer

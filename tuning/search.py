@@ -6,8 +6,9 @@ and what `write_results` adds:
 
     results.md, results.csv   every trial: hyperparameters, best validation accuracy, epochs
     best.weights.h5           the best trial's weights (its best epoch)
-    best.json                 how to rebuild that model: registry name, constructor options,
-                              input shape, classes, hyperparameters, training configuration
+    best.json                 how to rebuild that model (``spec``: registry name, constructor options,
+                              input shape, classes, preprocessing), its hyperparameters,
+                              training configuration and metrics
 
 and ``run.json``, the settings the search was started with (`prepare_project`). KerasTuner's private
 API is used only through `rir_keras.tuning.keras_tuner_internals`.
@@ -333,10 +334,10 @@ def search_settings(hypermodel, **data):
     number, shape and classes of the training images, and ``data`` (the caller's dataset, splits,
     precision, ...). How much of the grid is run (``max_trials``) and how much is printed are free."""
     config = {k: v for k, v in training._settings_of(hypermodel.config).items() if k not in hypermodel.grid}
-    return {"model": hypermodel.model_name, "model_options": hypermodel.model_options, "grid": hypermodel.grid,
-            "train_config": config, "train_images": len(hypermodel.train_data),
-            "input_shape": list(hypermodel.train_data.image_shape), "classes": hypermodel.train_data.num_classes,
-            **data}
+    data_shape = hypermodel.train_data.image_shape, hypermodel.train_data.num_classes
+    spec = registry.ModelSpec.of(hypermodel.model_name, hypermodel.model_options, *data_shape)
+    return {"spec": spec.to_dict(), "grid": hypermodel.grid, "train_config": config,
+            "train_images": len(hypermodel.train_data), **data}
 
 
 def prepare_project(folder, settings, restart=False):
@@ -374,14 +375,6 @@ def trial_rows(oracle, axes, project_dir):
     return sorted(rows, key=lambda r: (r[OBJECTIVE] is None, -(r[OBJECTIVE] or 0.0), r["trial"]))
 
 
-def _cell(value):
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 def csv_table(rows, columns):
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
@@ -403,17 +396,14 @@ def write_results(tuner, hypermodel, header=""):
     finished = [r for r in rows if r[OBJECTIVE] is not None]
     summary = (f"{header}{len(finished)} of {len(rows)} trials finished; objective: best {OBJECTIVE} "
                f"over each trial's epochs.\n\n")
-    table = reporting.markdown_table(columns, [[_cell(row[c]) for c in columns] for row in rows])
+    table = reporting.markdown_table(columns, [[reporting.cell(row[c]) for c in columns] for row in rows])
     reporting.write_text(summary + table + "\n", os.path.join(folder, "results.md"))
     reporting.write_text(csv_table(rows, columns), os.path.join(folder, "results.csv"))
     if finished:
         best = tuner.oracle.get_trial(finished[0]["trial"])
         record = {
             "trial": best.trial_id,
-            "model": hypermodel.model_name,
-            "model_options": hypermodel.model_kwargs(best.hyperparameters),
-            "input_shape": list(hypermodel.train_data.image_shape),
-            "classes": hypermodel.train_data.num_classes,
+            "spec": hypermodel.spec(best.hyperparameters).to_dict(),
             "hyperparameters": best.hyperparameters.values,
             "train_config": dataclasses.asdict(hypermodel.trial_config(best.hyperparameters)),
             **{metric: finished[0][metric] for metric in METRIC_COLUMNS},
@@ -431,9 +421,8 @@ def write_results(tuner, hypermodel, header=""):
 
 
 def build_recorded(record):
-    """The (untrained, uncompiled) model a ``best.json`` record describes."""
-    return registry.build(record["model"], input_shape=tuple(record["input_shape"]), classes=record["classes"],
-                          **record["model_options"])
+    """The (untrained, uncompiled) model a ``best.json`` record describes (its ``spec``)."""
+    return registry.ModelSpec.from_dict(record.get("spec"), source="best.json's spec").build()
 
 
 def load_best(folder):

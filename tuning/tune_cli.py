@@ -4,11 +4,10 @@ import os
 import sys
 
 import keras
-import yaml
 
 from rir_keras import data as datasets
 from rir_keras import training
-from rir_keras.applications import registry, train_cli
+from rir_keras.applications import command_line, registry
 from rir_keras.tuning import grid as grids
 from rir_keras.tuning.hypermodel import RiRHyperModel
 from rir_keras.tuning.search import (ChiefLost, GridSearch, describe_devices, prepare_project, role, search_settings,
@@ -18,14 +17,14 @@ from rir_keras.tuning.search import (ChiefLost, GridSearch, describe_devices, pr
 def model_options(args, grid):
     """The constructor options held fixed: `rir-keras train`'s model flags for the axes the grid
     leaves out, then ``--model-option NAME=VALUE`` pairs (values read as YAML)."""
-    options = {k: v for k, v in train_cli.model_options(args).items() if k not in grid}
+    options = {k: v for k, v in command_line.model_options(args).items() if k not in grid}
     for pair in args.model_option:
         name, equals, text = pair.partition("=")
         if not equals or not name:
             raise ValueError(f"--model-option must be NAME=VALUE. Received: --model-option={pair!r}")
         if name in grid:
             raise ValueError(f"--model-option {name} is an axis of the grid; drop one of them. Received: --model-option={pair!r}")
-        options[name] = yaml.load(text, Loader=grids._Loader)
+        options[name] = grids.read_yaml(text)
     return options
 
 
@@ -44,26 +43,16 @@ def warn_overridden_flags(args, grid, defaults):
                   file=sys.stderr)
 
 
-def seconds(text):
-    """An argparse type: a number of seconds > 0."""
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0. Received: {text!r}")
-    return value
-
-
 def run_tune(args, flag_defaults):
-    if args.max_trials is not None and args.max_trials < 1:
-        raise ValueError(f"--max-trials must be a positive integer. Received: --max-trials={args.max_trials}")
     grid = grids.load_grid(args.grid)
     warn_overridden_flags(args, grid, flag_defaults)
     options = model_options(args, grid)
-    train, test = train_cli.load_data(args)
+    train, test = command_line.load_data(args)
     train, validation, validation_source = validation_data(args, train, test)
     if "preprocessing" not in options:  # a --model-option preprocessing=... wins over --preprocessing
-        options["preprocessing"] = train_cli.preprocessing(args, train)
+        options["preprocessing"] = command_line.preprocessing(args, train)
     keras.mixed_precision.set_global_policy(args.precision)
-    hypermodel = RiRHyperModel(args.model, grid, train, train_cli.train_config(args, train), options)
+    hypermodel = RiRHyperModel(args.model, grid, train, command_line.train_config(args), options)
     project = args.project_name or args.model
     prepare_project(os.path.join(args.directory, project),
                     search_settings(hypermodel, dataset=str(args.dataset), train_split=args.train_split,
@@ -123,14 +112,14 @@ def add_tune(subparsers):
     parser.add_argument("--restart", action="store_true",
                         help="start over: delete what the search folder holds (trials, results) and search anew; "
                              "without it, a rerun resumes and must keep the settings that change results")
-    parser.add_argument("--heartbeat-timeout", type=seconds, default=120, metavar="SECONDS",
+    parser.add_argument("--heartbeat-timeout", type=float, default=120, metavar="SECONDS",
                         help="several machines: the chief gives the trial of a worker silent this long to another "
                              "worker (workers send a heartbeat ten times per timeout: give every process the same)")
-    parser.add_argument("--chief-timeout", type=seconds, default=3600, metavar="SECONDS",
+    parser.add_argument("--chief-timeout", type=float, default=3600, metavar="SECONDS",
                         help="several machines: a worker waits this long for a chief that does not answer "
                              "(a restarted chief takes it back), then ends with an error")
-    train_cli.add_data_arguments(parser)
-    train_cli.add_model_arguments(parser)
-    train_cli.add_fit_arguments(parser)
+    command_line.add_data_arguments(parser)
+    command_line.add_model_arguments(parser)
+    command_line.add_fit_arguments(parser)
     defaults = {name: parser.get_default(name) for name in grids.HYPERPARAMETERS}
-    parser.set_defaults(func=lambda args: run_tune(args, defaults))
+    parser.set_defaults(func=command_line.checked(lambda args: run_tune(args, defaults)))

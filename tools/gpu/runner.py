@@ -337,7 +337,7 @@ def table_models(table):
     from rir_keras.applications import registry
 
     order = ("rir", "resnet_init", "resnet", "cnn")  # the CPU campaign's order: RiR and ResNet first
-    return sorted(registry.TABLES[table], key=lambda n: next(i for i, p in enumerate(order) if n.startswith(p)))
+    return sorted(registry.group_members(table), key=lambda n: next(i for i, p in enumerate(order) if n.startswith(p)))
 
 
 def python_command(*args):
@@ -384,8 +384,7 @@ class Runner:
         return True
 
     def train_stage(self, stage):
-        from rir_keras import recipes
-        from rir_keras.applications import train_cli
+        from rir_keras import data, recipes
 
         args = self.args
         table, dataset = TRAINING_STAGES[stage]
@@ -398,7 +397,7 @@ class Runner:
         folder = os.path.join(self.live, name)
         models = args.models or table_models(table)
         plan = {"table": table, "models": models, "seeds": [0], "recipe": recipe, "dataset": dataset,
-                "family": train_cli.dataset_family(dataset) or "",
+                "family": data.dataset_family(dataset) or "",
                 "epochs": args.epochs or recipes.get(recipe).training["epochs"]}
         write_json(plan, os.path.join(folder, "campaign.json"))
         runs = {model: os.path.join(folder, model, "seed0") for model in models}
@@ -477,11 +476,11 @@ class Runner:
     def report(self, name, plan):
         """results.md (finished models beside the paper) and the status table, as `reproduce` writes them."""
         from rir_keras import reporting
-        from rir_keras.applications import train_cli
+        from rir_keras.applications import campaign
 
         folder = os.path.join(self.live, name)
-        reporting.write_text(train_cli.reproduce_table(folder, plan), os.path.join(folder, "results.md"))
-        status = train_cli.campaign_status(folder)
+        reporting.write_text(campaign.results_table(folder, plan), os.path.join(folder, "results.md"))
+        status = campaign.status(folder)
         print(status, flush=True)
         self.notes.append("```\n" + status.replace(self.live + os.sep, "results/").strip() + "\n```")
 

@@ -29,7 +29,7 @@ def measure(name, precision, batch_size, steps, repeats, width):
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
     options = {} if width == 1 else {"width_multiplier": width}
-    model = registry.get(name)(input_shape=(32, 32, 3), classes=10, **options)
+    model = registry.build(name, input_shape=(32, 32, 3), classes=10, **options)
     training.compile_model(model, training.TrainConfig(**recipes.get("paper").training), steps)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (steps * batch_size, 32, 32, 3)).astype("float32")

@@ -1,0 +1,84 @@
+"""A campaign: the runs of ``rir-keras reproduce`` in one folder, and what they add up to.
+
+``OUTPUT/campaign.json`` holds the plan (table, models, seeds, recipe, dataset); each run lives in
+``OUTPUT/MODEL/seedN`` (see ``rir_keras.runs``). `results_table` sets the finished runs beside the
+paper's figures; `status` tells how far each run got and how long the rest will take.
+"""
+import math
+import os
+import statistics
+
+from rir_keras import reporting, runs
+from rir_keras.applications import registry
+
+
+def runs_of(folder, plan):
+    """``(model, seed, run folder)`` of every run a campaign plans, in training order."""
+    return [(name, seed, os.path.join(folder, name, f"seed{seed}")) for seed in plan["seeds"] for name in plan["models"]]
+
+
+def mean_and_spread(values):
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def results_table(folder, plan):
+    """The campaign's finished models beside the paper's figures, as a markdown table."""
+    header = ["model", "recipe", "epochs", "seeds", "test accuracy (%)", "paper (%)", "difference",
+              "wall time per run", "machines"]
+    rows = []
+    ordered = [name for name in registry.group_members(plan["table"]) if name in plan["models"]]
+    for name in ordered + [name for name in plan["models"] if name not in ordered]:
+        finished = [runs.read_json(os.path.join(run, "results.json")) for model, _, run in runs_of(folder, plan)
+                    if model == name and runs.progress(run).finished]
+        if not finished:
+            continue
+        accuracies = [100 * result["test_accuracy"] for result in finished]
+        mean, spread = mean_and_spread(accuracies)
+        measured = f"{mean:.2f}" if spread is None else f"{mean:.2f} ± {spread:.2f}"
+        reported = registry.record(name).reported(plan["family"])
+        difference = f"{mean - reported[0][1]:+.2f}" if reported else ""
+        wall = statistics.fmean(result.get("wall_seconds", math.nan) for result in finished)
+        machines = sorted({m for result in finished for m in result.get("machines", [])})
+        rows.append([name, finished[0].get("recipe", ""), len(finished[0]["history"]["epoch"]), len(finished),
+                     measured, registry.record(name).cite(plan["family"]), difference, runs.format_duration(wall),
+                     "; ".join(machines)])
+    note = ("Test accuracy: the final epoch's, on the full test split, mean ± standard deviation over seeds. "
+            "Paper: as reported (original data, the authors' training).\n\n")
+    return note + reporting.markdown_table(header, rows, align=["---"] + ["---:"] * 7 + ["---"]) + "\n"
+
+
+def read_plan(folder):
+    path = os.path.join(folder, "campaign.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"{folder} holds no campaign (no campaign.json; `rir-keras reproduce --output {folder}` "
+                         f"starts one). Received: --status={folder!r}")
+    return runs.read_json(path)
+
+
+def status(folder):
+    """Each planned run's epochs done and left, last test accuracy and ETA, as text."""
+    plan = read_plan(folder)
+    progress = [(name, seed, runs.progress(run)) for name, seed, run in runs_of(folder, plan)]
+    measured = [p.seconds_per_epoch for _, _, p in progress if p.seconds_per_epoch]
+    by_model = {name: [p.seconds_per_epoch for n, _, p in progress if n == name and p.seconds_per_epoch]
+                for name in plan["models"]}
+    rows, total = [], 0.0
+    for name, seed, p in progress:
+        planned = p.epochs_total or plan["epochs"]
+        speed = p.seconds_per_epoch or (statistics.median(by_model[name]) if by_model[name] else
+                                        statistics.median(measured) if measured else None)
+        left = 0 if p.finished else planned - p.epochs_done
+        eta = 0.0 if p.finished else (left * speed if speed else None)
+        total = None if total is None or eta is None else total + eta
+        accuracy = p.test_accuracy if p.finished else p.last_accuracy
+        rows.append([name, seed, f"{p.epochs_done}/{planned}", left,
+                     "" if accuracy is None else f"{100 * accuracy:.2f}" + (" (final)" if p.finished else ""),
+                     "" if speed is None else f"{speed:.0f}" + ("" if p.seconds_per_epoch else " (est.)"),
+                     "finished" if p.finished else runs.format_duration(eta)])
+    header = ["model", "seed", "epochs", "left", "test accuracy (%)", "s/epoch", "ETA"]
+    left = sum(row[3] for row in rows)
+    return (f"{folder}: table {plan['table']}, recipe {plan['recipe']}, dataset {plan['dataset']}\n\n"
+            + reporting.markdown_table(header, rows, align=["---", "---:", "---:", "---:", "---:", "---:", "---:"])
+            + f"\n\n{left} epochs left; ETA {runs.format_duration(total)} at the measured speeds "
+              "(s/epoch marked est. borrows another run's).\n")

@@ -1,0 +1,216 @@
+"""What the subcommands share: their data, model and training flags, and how they read them.
+
+Only the command-line modules (``*_cli.py``) import this module; the library itself (the
+registry, training, the tuner's hypermodel) never does.
+"""
+import argparse
+import functools
+import math
+import os
+import sys
+import zipfile
+
+import numpy as np
+
+from rir_keras import data as datasets
+from rir_keras import preprocessing as preprocessing_lib
+from rir_keras import recipes, training
+from rir_keras.applications import registry
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PREPROCESSING = ("auto", "cifar10", "cifar100", "none")
+# Constructor options the command line sets, and the flag of each.
+MODEL_OPTIONS = ("width_multiplier", "shortcut", "identity", "transient_ratio", "weight_decay", "kernel_initializer")
+
+
+# Every numeric flag of the subcommands, by its destination: (check, what a value must be). A
+# command checks them all (`check_numbers`) before it loads data or builds anything; NaN and
+# infinities are refused everywhere.
+NUMBERS = {
+    "width_multiplier": (lambda v: v > 0, "a number > 0"),
+    "transient_ratio": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "weight_decay": (lambda v: v >= 0, "a number >= 0"),
+    "epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "steps_per_epoch": (lambda v: v >= 1, "an integer >= 1"),
+    "learning_rate": (lambda v: v > 0, "a number > 0"),
+    "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "warmup_epochs": (lambda v: v >= 0, "an integer >= 0"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "decay_epochs": (lambda v: v >= 1, "integers >= 1"),
+    "decay_factor": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "seed": (lambda v: v >= 0, "an integer >= 0"),
+    "seeds": (lambda v: v >= 0, "integers >= 0"),
+    "train_limit": (lambda v: v >= 1, "an integer >= 1"),
+    "test_limit": (lambda v: v >= 1, "an integer >= 1"),
+    "limit": (lambda v: v >= 1, "an integer >= 1"),
+    "classes": (lambda v: v >= 2, "an integer >= 2"),
+    "image_size": (lambda v: v >= 1, "an integer >= 1"),
+    "top_k": (lambda v: v >= 1, "an integer >= 1"),
+    "validation_split": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "max_trials": (lambda v: v >= 1, "an integer >= 1"),
+    "heartbeat_timeout": (lambda v: v > 0, "a number of seconds > 0"),
+    "chief_timeout": (lambda v: v > 0, "a number of seconds > 0"),
+}
+
+
+def check_numbers(args):
+    """Raise a one-line ValueError naming the first numeric flag of ``args`` out of its range."""
+    for name, value in vars(args).items():
+        if name not in NUMBERS or value is None or isinstance(value, bool):
+            continue
+        check, requirement = NUMBERS[name]
+        for number in value if isinstance(value, (list, tuple)) else [value]:
+            if not (math.isfinite(number) and check(number)):
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} must be {requirement}. Received: {flag}={number!r}")
+
+
+def checked(run):
+    """``run(args)``, once `check_numbers` has passed: what a subcommand sets as its ``func``."""
+    @functools.wraps(run)
+    def run_checked(args):
+        check_numbers(args)
+        return run(args)
+
+    return run_checked
+
+
+def add_data_arguments(parser):
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", default="cifar10",
+                       help="a folder or .tar.gz of <split>/<class>/*.jpg, a tensorflow-datasets name "
+                            "(cifar10, cifar100, tfds:NAME), or a bare name looked up under $RIR_KERAS_DATA "
+                            "first (cifar10 -> cifar10-jpeg.tar.gz). Default: cifar10")
+    group.add_argument("--data-dir", help="tensorflow-datasets data folder")
+    group.add_argument("--train-split", default="train")
+    group.add_argument("--test-split", default="test")
+    group.add_argument("--train-limit", type=int, help="use a random subset of this many training images")
+    group.add_argument("--test-limit", type=int, help="use a random subset of this many test images")
+    group.add_argument("--preprocessing", default="auto", choices=PREPROCESSING,
+                       help="the input normalization built into the model (its first layer, saved with it; "
+                            "the model takes raw images in [0, 255]): cifar10 or cifar100 channel statistics, "
+                            "none (no normalization), or auto: cifar100 if the --dataset name (its base name) "
+                            "starts with cifar100, cifar10 if it starts with cifar10, else the per-channel mean "
+                            "and std of the training images")
+
+
+def add_model_arguments(parser):
+    group = parser.add_argument_group("model (defaults: the constructor's)")
+    group.add_argument("--width-multiplier", type=float)
+    group.add_argument("--shortcut", choices=("identity", "projection"))
+    group.add_argument("--identity", choices=("init", "constant", "shortcut"))
+    group.add_argument("--transient-ratio", type=float)
+    group.add_argument("--weight-decay", type=float,
+                       help="weight decay of every kernel as He et al., Torch and Caffe mean it: adds "
+                            "WEIGHT_DECAY * w to the gradient, i.e. Keras L2(WEIGHT_DECAY / 2). "
+                            "Default: the recipe's (paper: 1e-4, He et al.'s; fast: 5e-4)")
+    group.add_argument("--kernel-initializer", help="e.g. he_normal (paper), glorot_uniform")
+
+
+def add_fit_arguments(parser):
+    group = parser.add_argument_group("training (defaults: the recipe's; a flag overrides its setting)")
+    group.add_argument("--recipe", default="paper", choices=sorted(recipes.RECIPES),
+                       help="; ".join(f"{r.name}: {r.summary}" for r in recipes.RECIPES.values()))
+    group.add_argument("--epochs", type=int)
+    group.add_argument("--batch-size", type=int)
+    group.add_argument("--steps-per-epoch", type=int, help="cap the steps of each epoch (short budgets)")
+    group.add_argument("--optimizer", choices=training.OPTIMIZERS)
+    group.add_argument("--learning-rate", type=float)
+    group.add_argument("--momentum", type=float)
+    group.add_argument("--nesterov", action=argparse.BooleanOptionalAction, help="Nesterov momentum (SGD)")
+    group.add_argument("--schedule", choices=training.SCHEDULES,
+                       help="step: x DECAY_FACTOR after each of DECAY_EPOCHS; cosine: warm-up, then cosine to 0")
+    group.add_argument("--warmup-epochs", type=int, help="linear warm-up epochs (cosine schedule)")
+    group.add_argument("--label-smoothing", type=float)
+    group.add_argument("--decay-epochs", type=int, nargs="*",
+                       help="epochs after which the learning rate drops; paper: 42 and 62 scaled to --epochs")
+    group.add_argument("--decay-factor", type=float)
+    group.add_argument("--no-augment", action="store_true", help="no random crops and flips")
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--precision", default="float32", choices=PRECISIONS,
+                       help="mixed_float16 on GPUs, mixed_bfloat16 on TPUs and recent CPUs")
+    group.add_argument("--no-jit", action="store_true", help="do not compile with XLA")
+
+
+def subset(data, limit, seed, argument):
+    if limit is None:
+        return data
+    if limit < 1:
+        raise ValueError(f"{argument} must be a positive integer. Received: {argument}={limit}")
+    if limit > len(data):
+        print(f"rir-keras: warning: {argument}={limit} is more than the {len(data)} images there are: "
+              f"using all of them", file=sys.stderr)
+    if limit >= len(data):
+        return data
+    return data.subset(np.sort(np.random.default_rng(seed).permutation(len(data))[:limit]))
+
+
+def load_data(args):
+    train = datasets.load_split(args.dataset, args.train_split, data_dir=args.data_dir)
+    test = datasets.load_split(args.dataset, args.test_split, data_dir=args.data_dir)
+    return (subset(train, args.train_limit, args.seed, "--train-limit"),
+            subset(test, args.test_limit, args.seed, "--test-limit"))
+
+
+def preprocessing(args, train_data):
+    """The constructors' ``preprocessing`` for ``--preprocessing``; ``auto`` reads the dataset's name,
+    or, for a dataset that is not CIFAR, measures ``train_data``'s per-channel mean and std."""
+    if args.preprocessing == "none":
+        return None
+    if args.preprocessing != "auto":
+        return args.preprocessing
+    return datasets.dataset_family(args.dataset) or preprocessing_lib.dataset_statistics(train_data.images)
+
+
+def model_options(args):
+    """The constructor options the flags set; weight decay defaults to the recipe's."""
+    options = {name: getattr(args, name) for name in MODEL_OPTIONS if getattr(args, name, None) is not None}
+    if "weight_decay" not in options and getattr(args, "recipe", None):
+        options["weight_decay"] = recipes.get(args.recipe).weight_decay
+    return options
+
+
+def model_spec(name, args, train_data):
+    """The `registry.ModelSpec` of registry model ``name`` built as the flags say, for ``train_data``."""
+    options = {**model_options(args), "preprocessing": preprocessing(args, train_data)}
+    return registry.ModelSpec.of(name, options, train_data.image_shape, train_data.num_classes)
+
+
+# TrainConfig fields a recipe sets, each overridden by the flag of the same name where given.
+RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "learning_rate", "momentum", "nesterov", "schedule",
+                 "warmup_epochs", "label_smoothing", "decay_epochs", "decay_factor")
+
+
+def train_config(args):
+    """The recipe's TrainConfig with the flags' overrides."""
+    fields = {**recipes.get(args.recipe).training,
+              **{name: getattr(args, name) for name in RECIPE_FIELDS if getattr(args, name) is not None}}
+    recipe = recipes.get(args.recipe).training
+    if args.epochs is not None and args.warmup_epochs is None:  # the warm-up keeps its share of the epochs
+        fields["warmup_epochs"] = round(recipe["warmup_epochs"] * args.epochs / recipe["epochs"])
+    if args.no_augment:
+        fields["augment"] = False
+    return training.TrainConfig(**fields, steps_per_epoch=args.steps_per_epoch, seed=args.seed,
+                                jit_compile=False if args.no_jit else "auto")
+
+
+def add_verbose_argument(parser):
+    parser.add_argument("--verbose", default="auto", type=lambda v: v if v == "auto" else int(v),
+                        help="Keras fit's verbosity: auto, 0 (silent), 1 (progress bar), 2 (a line per epoch)")
+
+
+def load_model_file(path):
+    """The model saved in the ``.keras`` file ``path``, uncompiled; our layers registered for loading."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model file not found: {path!r}")
+    import keras
+
+    import rir_keras  # noqa: F401  (registers our layers for loading)
+
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as error:  # a file that is not a .keras model
+        reason = " ".join(str(error).split())[:200]
+        raise ValueError(f"{path!r} is not a .keras model this package can load ({reason}). "
+                         f"Received: model_file={path!r}") from error

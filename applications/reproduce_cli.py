@@ -1,0 +1,59 @@
+"""`rir-keras reproduce`: train every model of a paper table, one seed after another, resumably."""
+import argparse
+import os
+
+from rir_keras import data as datasets
+from rir_keras import reporting, runs
+from rir_keras.applications import campaign, command_line, registry
+from rir_keras.applications.train_cli import train_one
+
+def run_reproduce(args):
+    if args.status:
+        print(campaign.status(args.status), end="")
+        return 0
+    members = registry.group_members(args.table)
+    names = args.models or list(members)
+    for name in names:
+        if name not in members:
+            raise ValueError(f"--models must name models of table {args.table} ({', '.join(members)}). "
+                             f"Received: --models={name}")
+    seeds = args.seeds if args.seeds is not None else [args.seed]
+    train_data, test_data = command_line.load_data(args)
+    with runs.exclusive(args.output):
+        plan = {"table": args.table, "models": names, "seeds": seeds, "recipe": args.recipe,
+                "dataset": str(args.dataset), "family": datasets.dataset_family(args.dataset) or "",
+                "epochs": command_line.train_config(args).epochs}
+        reporting.write_json(plan, os.path.join(args.output, "campaign.json"))
+        for name, seed, folder in campaign.runs_of(args.output, plan):
+            train_one(name, argparse.Namespace(**{**vars(args), "seed": seed}), train_data, test_data, folder,
+                      restart=args.restart)
+            table = campaign.results_table(args.output, plan)
+            reporting.write_text(table, os.path.join(args.output, "results.md"))
+    print(table)
+    return 0
+
+
+def add_reproduce(subparsers):
+    parser = subparsers.add_parser("reproduce", help="train every model of a paper table, write a markdown table",
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                   description="Train each model of a paper table with one recipe, for one seed "
+                                               "after another, into OUTPUT/MODEL/seedN, and write "
+                                               "OUTPUT/results.md: measured accuracy beside the paper's figure. "
+                                               "Rerunning continues where it stopped (also from a copy of OUTPUT "
+                                               "on another machine); finished runs are not trained again.")
+    parser.add_argument("--table", default="32", choices=sorted(registry.GROUPS),
+                        help="32: Tables 1 and 6; 18-wide: Tables 2 and 3; sweep: Table 4; all-cnn: Table 5; "
+                             "forget: Table 6")
+    parser.add_argument("--models", nargs="+", help="train these models of the table, in this order (default: all)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="one run per seed, all models of a seed first "
+                                                             "(default: --seed)")
+    parser.add_argument("--output", default="runs/reproduce")
+    parser.add_argument("--status", metavar="DIR",
+                        help="print each run's epochs done and left, last accuracy and ETA of the campaign in DIR; "
+                             "train nothing")
+    parser.add_argument("--restart", action="store_true", help="start every run of the table over")
+    command_line.add_verbose_argument(parser)
+    command_line.add_data_arguments(parser)
+    command_line.add_model_arguments(parser)
+    command_line.add_fit_arguments(parser)
+    parser.set_defaults(func=command_line.checked(run_reproduce))

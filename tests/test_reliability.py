@@ -1,0 +1,214 @@
+"""What a user can count on after a bad flag, a broken file, a divergence or Ctrl-C (docs/reliability.md).
+
+Each test reproduces one failure of the reliability issue: the command ends with one line naming
+what was wrong, exit status 2, and nothing half-written. (Kills during training and tuning are
+tested with real processes in test_campaign.py, test_training.py and test_tuning.py.)
+"""
+import os
+import stat
+
+import keras
+import numpy as np
+import pytest
+
+from rir_keras import reporting, runs, training
+from rir_keras.applications import RiRNet, command_line
+from rir_keras.cli import main
+from rir_keras.data import load_arrays, load_split
+
+TINY = dict(blocks_per_stage=(1, 1, 1), widths=(8, 8, 8))
+TRAIN = ["train", "--model", "rir32", "--dataset", "cifar10-mini", "--width-multiplier", "0.125", "--no-jit",
+         "--batch-size", "32", "--train-limit", "64", "--test-limit", "32", "--epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def mini(data_dir):
+    archive = data_dir / "cifar10-mini.tar.gz"
+    return load_split(archive, "train").subset(slice(0, 64)), load_split(archive, "test").subset(slice(0, 32))
+
+
+@pytest.fixture
+def cli_env(data_dir, monkeypatch):
+    monkeypatch.setenv("RIR_KERAS_DATA", str(data_dir))
+
+
+def one_error_line(capsys, *fragments):
+    lines = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in lines if ": error: " in line]
+    assert len(errors) == 1 and errors[0] == lines[-1], lines
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+# -- numbers -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flag, value, requirement", [
+    ("--learning-rate", "nan", "a number > 0"),
+    ("--learning-rate", "inf", "a number > 0"),
+    ("--momentum", "5", "a number in [0, 1)"),
+    ("--width-multiplier", "0", "a number > 0"),
+    ("--transient-ratio", "1.5", "a number in [0, 1]"),
+    ("--weight-decay", "-1e-4", "a number >= 0"),
+    ("--weight-decay", "nan", "a number >= 0"),
+    ("--decay-factor", "10", "a number in (0, 1]"),
+    ("--label-smoothing", "1", "a number in [0, 1)"),
+    ("--epochs", "0", "an integer >= 1"),
+    ("--train-limit", "0", "an integer >= 1"),
+    ("--seed", "-1", "an integer >= 0"),
+])
+def test_numeric_flags_are_checked_before_any_work(cli_env, tmp_path, capsys, flag, value, requirement):
+    output = tmp_path / "run"
+    assert main([*TRAIN, f"{flag}={value}", "--output", str(output)]) == 2
+    one_error_line(capsys, f"{flag} must be {requirement}", f"Received: {flag}=")
+    assert not output.exists()  # refused before the data was read or the folder made
+
+
+def test_every_subcommand_checks_its_numbers(cli_env, tmp_path, capsys):
+    for command in (["evaluate", str(tmp_path / "m.keras"), "--limit", "0"],
+                    ["analyze", str(tmp_path / "m.keras"), "--batch-size", "0"],
+                    ["export", "--model", "rir32", "--weights", "w.h5", "--output", str(tmp_path / "x"),
+                     "--top-k", "0"],
+                    ["reproduce", "--seeds", "0", "-2", "--output", str(tmp_path / "r")]):
+        assert main(command) == 2
+        one_error_line(capsys, "must be", "Received: --")
+
+
+def test_a_limit_beyond_the_data_is_a_warning(mini, capsys):
+    train, _ = mini
+    assert len(command_line.subset(train, 1000, seed=0, argument="--train-limit")) == len(train)
+    assert "--train-limit=1000 is more than the 64 images there are" in capsys.readouterr().err
+
+
+# -- divergence and Ctrl-C -----------------------------------------------------------------------
+
+class _PoisonAt(keras.callbacks.Callback):
+    """Makes the loss NaN from the start of epoch ``epoch`` (a weight set to NaN), as a divergence does."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            kernel = self.model.get_layer("logits").kernel
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+
+class _InterruptAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_a_divergence_ends_with_a_message_and_keeps_the_last_good_backup(mini, tmp_path):
+    train, test = mini
+    config = training.TrainConfig(epochs=3, batch_size=32, jit_compile=False)
+    with pytest.raises(runs.TrainingStopped, match=r"^training diverged: the loss is not finite in epoch 2 .*"
+                                                   r"keeps the last good epoch, 1: start over with --restart"):
+        training.train(RiRNet(**TINY), train, test, config, tmp_path, verbose=0, callbacks=[_PoisonAt(1)])
+    assert runs.backed_up_epochs(tmp_path) == 1  # the NaN epoch was not backed up
+    backup = RiRNet(**TINY)
+    training.compile_model(backup, config, 2)
+    training.restore_backup(backup, tmp_path / "backup")
+    assert all(np.isfinite(w).all() for w in backup.get_weights())
+    results = training.train(RiRNet(**TINY), train, test, config, tmp_path, verbose=0)  # resumes from epoch 1
+    assert results["history"]["epoch"] == [0, 1, 2] and np.isfinite(results["test_loss"])
+
+
+def test_ctrl_c_says_where_the_run_resumes_from(mini, tmp_path):
+    train, test = mini
+    config = training.TrainConfig(epochs=3, batch_size=32, jit_compile=False)
+    with pytest.raises(runs.TrainingStopped, match=r"^interrupted: .* keeps 1 finished epochs of 3; run the same "
+                                                   r"command again to continue"):
+        training.train(RiRNet(**TINY), train, test, config, tmp_path, verbose=0, callbacks=[_InterruptAt(1)])
+    assert runs.backed_up_epochs(tmp_path) == 1
+
+
+def test_the_command_line_prints_a_stopped_run_as_one_line(cli_env, tmp_path, capsys, monkeypatch):
+    def stopped(*args, **kwargs):
+        raise runs.TrainingStopped("interrupted: runs/x keeps 3 finished epochs of 30; run the same command again")
+
+    monkeypatch.setattr(training, "train", stopped)
+    assert main([*TRAIN, "--output", str(tmp_path / "run")]) == 2
+    one_error_line(capsys, "rir-keras train: error: interrupted: runs/x keeps 3 finished epochs")
+
+
+# -- data that does not fit the model --------------------------------------------------------------
+
+def test_a_test_split_of_another_image_size_is_refused_before_training(mini, tmp_path):
+    train, _ = mini
+    other = load_arrays(np.zeros((4, 16, 16, 3), "uint8"), np.arange(4), [str(i) for i in range(10)])
+    with pytest.raises(ValueError, match=r"takes images of shape \(32, 32, 3\); the test data has \(16, 16, 3\)"):
+        training.train(RiRNet(**TINY), train, other, training.TrainConfig(epochs=1, batch_size=32), tmp_path)
+    assert not os.listdir(tmp_path)  # nothing written
+
+
+def test_a_model_scored_on_data_with_other_classes_is_refused(mini):
+    _, test = mini
+    hundred = load_arrays(test.images, test.labels, [f"class{i}" for i in range(100)])
+    with pytest.raises(ValueError, match="classifies 10 classes; the data has 100. Received: data with 100 classes$"):
+        training.score(RiRNet(**TINY), hundred)
+
+
+def test_evaluate_and_analyze_refuse_a_model_of_other_classes(tmp_path, capsys, data_dir):
+    path = tmp_path / "model.keras"
+    RiRNet(**TINY, classes=100, preprocessing="cifar100").save(path)
+    for command in ("evaluate", "analyze"):
+        assert main([command, str(path), "--dataset", str(data_dir / "cifar10-mini.tar.gz"), "--limit", "8"]) == 2
+        one_error_line(capsys, "classifies 100 classes; the data has 10")
+
+
+# -- files --------------------------------------------------------------------------------------------
+
+def test_a_file_that_is_not_a_model_is_named_as_such(tmp_path, capsys):
+    path = tmp_path / "notes.keras"
+    path.write_text("not a zip")
+    for command in (["evaluate", str(path)], ["analyze", str(path)], ["export", str(path), "--output",
+                                                                        str(tmp_path / "out")]):
+        assert main(command) == 2
+        one_error_line(capsys, "is not a .keras model", f"Received: model_file={str(path)!r}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_under_a_file_is_one_line(tmp_path, capsys):
+    model = tmp_path / "model.keras"
+    RiRNet(**TINY).save(model)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["export", str(model), "--format", "keras", "--output", str(blocker / "model.keras")]) == 2
+    one_error_line(capsys, "rir-keras export: error:", "Not a directory")
+
+
+def test_a_killed_write_leaves_nothing_the_next_write_keeps(tmp_path):
+    target = tmp_path / "model"
+    leftover = tmp_path / ".model.tmp-deadbeef"  # what a killed export leaves beside its target
+    leftover.mkdir()
+    (leftover / "partial.pb").write_bytes(b"x")
+    with reporting.atomic_output(target) as temporary:
+        os.makedirs(temporary)
+    assert target.is_dir() and not leftover.exists()
+
+
+def test_model_file_is_readable_by_all(mini, tmp_path):
+    train, test = mini
+    mask = os.umask(0o022)
+    try:
+        training.train(RiRNet(**TINY), train, test, training.TrainConfig(epochs=1, batch_size=32, jit_compile=False),
+                       tmp_path, verbose=0)
+    finally:
+        os.umask(mask)
+    for name in ("model.keras", "results.json", "log.csv"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
+def test_a_second_process_on_one_output_folder_is_refused(cli_env, tmp_path, capsys):
+    folder = tmp_path / "run"
+    with runs.exclusive(folder):  # another open file description: flock refuses it as it would another process
+        assert main([*TRAIN, "--output", str(folder)]) == 2
+    one_error_line(capsys, f"another process (pid {os.getpid()}) is training in {folder}")
+    assert not (folder / "run.json").exists()
