@@ -147,8 +147,13 @@ def subset(data, limit, seed, argument):
 
 
 def load_data(args):
+    """``(train, test)`` as the data flags say; a class without training images is an error."""
     train = datasets.load_split(args.dataset, args.train_split, data_dir=args.data_dir)
     test = datasets.load_split(args.dataset, args.test_split, data_dir=args.data_dir)
+    unseen = [name for label, name in enumerate(train.class_names) if not np.any(train.labels == label)]
+    if unseen:  # classes come from every split: one only the test split has would never be trained
+        raise ValueError(f"the {args.train_split!r} split of {args.dataset} has no images of class "
+                         f"{', '.join(unseen)}, which another split has. Received: --train-split={args.train_split!r}")
     return (subset(train, args.train_limit, args.seed, "--train-limit"),
             subset(test, args.test_limit, args.seed, "--test-limit"))
 

@@ -31,6 +31,8 @@ import time
 
 from timing import Job, Worker, interleave, median, ratio_text, ratios
 
+from rir_keras.reporting import markdown_table as table
+
 SECTIONS = ("layers", "models", "export", "profile")
 TITLES = {
     "layers": "1. One layer: RiRConv2D against Conv2D + BatchNorm + ReLU",
@@ -334,11 +336,6 @@ RUNNERS = {"layers": layers_section, "models": models_section, "export": export_
 
 
 # --------------------------------------------------------------------------- markdown
-
-
-def table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows])
 
 
 HEADER = """# Benchmarks

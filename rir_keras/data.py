@@ -328,6 +328,7 @@ def _collect_split(entries, split, origin):
             decoded[prefix, cls, name] = _decode_image(read(), "/".join(parts), origin)
 
     prefix = _single_prefix(layout, origin)
+    pictured = set().union(*layout.get(prefix, {}).values())  # classes with at least one image somewhere
     splits = layout.get(prefix, {})
     for folder in folders:  # Empty split and class folders count too.
         if folder[: len(prefix)] == prefix and len(folder) in (len(prefix) + 1, len(prefix) + 2):
@@ -343,10 +344,10 @@ def _collect_split(entries, split, origin):
             f"Split {split!r} of {origin!r} has no images ({', '.join(IMAGE_EXTENSIONS)})."
         )
     class_names = sorted(set().union(*splits.values()))
-    empty = sorted(set(class_names) - {cls for _, cls, _ in keys})
-    if empty:  # a class the model would have to predict without one image of it in this split
-        raise ValueError(f"Split {split!r} of {origin!r} has no images of class {', '.join(empty)} (a class is a "
-                         f"folder in any split): fill or remove the folder. Received: classes without images {empty}")
+    empty = sorted(set(class_names) - pictured)
+    if empty:  # a class folder without a single image, in any split, would be a class never seen
+        raise ValueError(f"{origin!r} has class folders without images: {', '.join(empty)}; fill or remove them. "
+                         f"Received: classes without images {empty}")
     index = {name: i for i, name in enumerate(class_names)}
     names = ["/".join(prefix + (split, cls, name)) for _, cls, name in keys]
     images = _stack_images([decoded[key] for key in keys], names, origin)

@@ -140,6 +140,19 @@ def test_the_command_line_prints_a_stopped_run_as_one_line(cli_env, tmp_path, ca
 
 # -- data that does not fit the model --------------------------------------------------------------
 
+def test_a_class_only_the_test_split_has_is_refused(tmp_path, capsys):
+    from PIL import Image
+
+    for split, classes in (("train", ("cat",)), ("test", ("cat", "dog"))):
+        for name in classes:
+            (tmp_path / "data" / split / name).mkdir(parents=True)
+            Image.fromarray(np.zeros((8, 8, 3), "uint8")).save(tmp_path / "data" / split / name / "0.png")
+    assert main(["train", "--model", "rir32", "--dataset", str(tmp_path / "data"), "--output",
+                 str(tmp_path / "run")]) == 2
+    one_error_line(capsys, "has no images of class dog, which another split has", "Received: --train-split='train'")
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_test_split_of_another_image_size_is_refused_before_training(mini, tmp_path):
     train, _ = mini
     other = load_arrays(np.zeros((4, 16, 16, 3), "uint8"), np.arange(4), [str(i) for i in range(10)])

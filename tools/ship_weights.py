@@ -47,7 +47,7 @@ from rir_keras import data as datasets  # noqa: E402
 from rir_keras import preprocessing as preprocessing_lib  # noqa: E402
 from rir_keras import runs  # noqa: E402
 from rir_keras.applications import pretrained, registry  # noqa: E402
-from rir_keras.reporting import write_json  # noqa: E402
+from rir_keras.reporting import atomic_output, write_json  # noqa: E402
 
 STORE = os.path.join(REPO, "applications", "weights")  # the repository's store, whatever is installed
 WEIGHTS = "cifar10"
@@ -185,10 +185,9 @@ def ship(folder, test_data, *, store=STORE, weights=WEIGHTS, dataset="cifar10", 
                             f"{results['config'].get('batch_size')}, the run's)")
         entry.update(top1=correct / images, correct=correct)
         # Only now touch the store: the file first, then the manifest that names it.
-        os.makedirs(store, exist_ok=True)
         target = os.path.join(store, file)
-        shutil.copyfile(os.path.join(staging, file), target + ".tmp")
-        os.replace(target + ".tmp", target)
+        with atomic_output(target) as temporary:
+            shutil.copyfile(os.path.join(staging, file), temporary)
         if pretrained.sha256(target) != digest:
             raise ShipError(f"{target} was not written intact")
         manifest.setdefault(name, {})[weights] = entry
