@@ -82,27 +82,26 @@ def test_a_limit_beyond_the_data_is_a_warning(mini, capsys):
 
 # -- divergence and Ctrl-C -----------------------------------------------------------------------
 
-class _PoisonAt(keras.callbacks.Callback):
-    """Makes the loss NaN from the start of epoch ``epoch`` (a weight set to NaN), as a divergence does."""
+class _AtEpoch(keras.callbacks.Callback):
+    """Calls ``action(model)`` as epoch ``epoch`` begins."""
 
-    def __init__(self, epoch):
+    def __init__(self, epoch, action):
         super().__init__()
-        self.epoch = epoch
+        self.epoch, self.action = epoch, action
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == self.epoch:
-            kernel = self.model.get_layer("logits").kernel
-            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+            self.action(self.model)
 
 
-class _InterruptAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
+def _poison(model):
+    """Makes the loss NaN, as a divergence does: the classifier's kernel set to NaN."""
+    kernel = model.get_layer("logits").kernel
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
+
+def _interrupt(model):
+    raise KeyboardInterrupt  # what Ctrl-C raises in the training loop
 
 
 def test_a_divergence_ends_with_a_message_and_keeps_the_last_good_backup(mini, tmp_path):
@@ -110,7 +109,7 @@ def test_a_divergence_ends_with_a_message_and_keeps_the_last_good_backup(mini, t
     config = training.TrainConfig(epochs=3, batch_size=32, jit_compile=False)
     with pytest.raises(runs.TrainingStopped, match=r"^training diverged: the loss is not finite in epoch 2 .*"
                                                    r"keeps the last good epoch, 1: start over with --restart"):
-        training.train(RiRNet(**TINY), train, test, config, tmp_path, verbose=0, callbacks=[_PoisonAt(1)])
+        training.train(RiRNet(**TINY), train, test, config, tmp_path, verbose=0, callbacks=[_AtEpoch(1, _poison)])
     assert runs.backed_up_epochs(tmp_path) == 1  # the NaN epoch was not backed up
     backup = RiRNet(**TINY)
     training.compile_model(backup, config, 2)
@@ -125,7 +124,7 @@ def test_ctrl_c_says_where_the_run_resumes_from(mini, tmp_path):
     config = training.TrainConfig(epochs=3, batch_size=32, jit_compile=False)
     with pytest.raises(runs.TrainingStopped, match=r"^interrupted: .* keeps 1 finished epochs of 3; run the same "
                                                    r"command again to continue"):
-        training.train(RiRNet(**TINY), train, test, config, tmp_path, verbose=0, callbacks=[_InterruptAt(1)])
+        training.train(RiRNet(**TINY), train, test, config, tmp_path, verbose=0, callbacks=[_AtEpoch(1, _interrupt)])
     assert runs.backed_up_epochs(tmp_path) == 1
 
 
