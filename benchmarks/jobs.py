@@ -48,6 +48,33 @@ def _compiled_keras_model(model, batch_size, jit_compile, policy):
     return built
 
 
+def forward_macs(model):
+    """Multiply-adds of one image's forward pass: every convolution and dense kernel (a generalized
+    layer's kernel covers its four quadrants, so it counts as one convolution of that kernel)."""
+    total = 0
+    for layer in model.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:
+            continue
+        size = int(np.prod(kernel.shape))
+        spatial = layer.output.shape[1:-1] if len(kernel.shape) == 4 else ()
+        total += size * int(np.prod(spatial))
+    return total
+
+
+def matmul(size=4096, dtype="float32"):
+    """One ``size`` x ``size`` matrix product in TensorFlow on this process's threads: the FLOP/s the
+    CPU attains at best (``2 size^3`` per step), the limit the models' throughput is compared with."""
+    import tensorflow as tf
+
+    generator = tf.random.Generator.from_seed(0)
+    a, b = (tf.cast(generator.normal((size, size)), dtype) for _ in range(2))
+    product = tf.function(lambda: tf.reduce_sum(tf.cast(tf.linalg.matmul(a, b)[:1], tf.float32)))
+    step = lambda: product().numpy()  # noqa: E731 (numpy out: synchronous)
+    step()
+    return step, {"flop": 2 * size ** 3, "dtype": dtype, "size": size}
+
+
 def keras_train(model="rir32", batch_size=BATCH, jit_compile="auto", policy="float32"):
     """One ``train_on_batch`` of a registry model compiled by ``rir_keras.training.compile_model``."""
     import keras
@@ -57,7 +84,7 @@ def keras_train(model="rir32", batch_size=BATCH, jit_compile="auto", policy="flo
     step = lambda: built.train_on_batch(images, labels)  # noqa: E731 (returns numpy: synchronous)
     step()
     info = {"backend": keras.backend.backend(), "parameters": built.count_params(),
-            "jit_compile": bool(built.jit_compile), "policy": policy}
+            "jit_compile": bool(built.jit_compile), "policy": policy, "forward_macs": forward_macs(built)}
     return step, info
 
 
@@ -209,4 +236,4 @@ def op_profile(model="rir32", batch_size=BATCH, steps=3):
 
 
 FACTORIES = {f.__name__: f for f in (keras_train, keras_predict, torch_train, saved_model_predict, layer_step,
-                                      array_batches, op_profile)}
+                                      array_batches, op_profile, matmul)}

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 
+import quiet
 from timing import Job, Worker, interleave, median, ratio_text, ratios
 
 from rir_keras.reporting import markdown_table as table
@@ -43,6 +44,8 @@ TITLES = {
 LAYER_SIZES = ((32, 16), (16, 32), (8, 64))  # (height = width, channels): the ResNet-32 stages
 PLACEMENTS = ("init", "constant", "shortcut")
 MODELS = ("rir32", "resnet32", "cnn32")
+BF16_FLAGS = {"avx512_bf16", "amx_bf16"}  # CPUs that compute bfloat16 natively
+TRAINING_PASSES = 3  # a training step's work in forward passes
 BATCH = 128
 
 
@@ -175,18 +178,24 @@ def models_section(session, args):
             torch_jobs.append(Job(f"torch:{layout}", session.worker("torch"), f"train-resnet32-{layout}",
                                   args.model_steps, "torch_train", batch_size=BATCH, channels_last=channels_last))
         jobs += torch_jobs
-    interleave(jobs, session.repeats, progress=lambda m: say(f"models: {m}"))
+    limits = [Job(f"matmul:{dtype}", session.worker("tensorflow"), f"matmul-{dtype}", 1, "matmul", dtype=dtype)
+              for dtype in ("float32", "bfloat16") if dtype == "float32" or cpu_flags() & BF16_FLAGS]
+    interleave(jobs + limits, session.repeats, progress=lambda m: say(f"models: {m}"))
     by_label = {job.label: job for job in jobs}
     baseline = by_label["tensorflow:resnet32"]
+    limit = {job.info["dtype"]: job.info["flop"] / median(job.seconds) for job in limits}
     rows = []
     for job in jobs:
         framework, model = job.label.split(":")
         backend = "PyTorch (plain, eager)" if framework == "torch" else f"Keras, {framework} backend"
         xla = "n/a" if framework == "torch" else ("on" if job.info["jit_compile"] else "off")
         model = f"ResNet-32 (torch_resnet32.py), {model}" if framework == "torch" else model
+        macs = job.info.get("forward_macs") or baseline.info["forward_macs"]  # the peer: ResNet-32's
+        achieved = TRAINING_PASSES * 2 * macs * BATCH / median(job.seconds)
         rows.append([backend, model, xla,
                      f"{job.info['parameters']:,}", f"{median(job.seconds) * 1e3:.0f}",
                      f"{BATCH / median(job.seconds):.0f}", ratio_text(ratios(baseline, job)),
+                     f"{achieved / 1e9:.0f}", f"{100 * achieved / limit['float32']:.0f}%",
                      f"{median(job.cpu_seconds):.2f}"])
     lines = [
         f"Training steps of batch {BATCH} on synthetic data (random normal 32x32x3 images, random labels: "
@@ -201,7 +210,15 @@ def models_section(session, args):
         "statistics.",
         "",
         table(["framework", "model", "XLA", "parameters", "ms / step (median)", "images / s",
-               "throughput / TF ResNet32", "CPU s / step (median)"], rows),
+               "throughput / TF ResNet32", "GFLOP/s", "share of the float32 limit", "CPU s / step (median)"], rows),
+        "",
+        "**The limit.** A 4096 x 4096 matrix product in TensorFlow on the same cores, timed in turns with the "
+        "models: " + "; ".join(f"{dtype} {flops / 1e9:.0f} GFLOP/s" for dtype, flops in limit.items())
+        + ". A training step costs about 3 forward passes (forward, and the backward pass's two products); "
+        f"ResNet32's forward pass, {baseline.info['forward_macs'] / 1e6:.1f} M multiply-adds per image (counted "
+        "from each model's kernels, `jobs.forward_macs`), makes "
+        f"{TRAINING_PASSES * 2 * baseline.info['forward_macs'] / 1e9:.2f} GFLOP per trained image. GFLOP/s is "
+        "each model's own count times its images/s; the share is that over the float32 matrix product's.",
         "",
         "CPU s / step is the worker process's CPU time (all its threads) per step: less sensitive than wall "
         "time to other processes' load, but it counts threads that spin while waiting.",
@@ -374,14 +391,13 @@ def read_sections(path):
     return found
 
 
-def section_markdown(name, body, command, seconds, repeats):
+def section_markdown(name, body, command, seconds, repeats, conditions):
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return "\n".join([
         f"## {TITLES[name]}",
         "",
         f"Command: `{command}` · {stamp} · {repeats} repeats · section took {seconds / 60:.1f} min · "
-        f"load average at the end {load}",
+        f"{conditions.describe()}",
         "",
         f"Machine: {machine()}",
         "",
@@ -425,6 +441,13 @@ def parse_args(argv):
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown or not chosen:
         parser.error(f"--sections must name some of {', '.join(SECTIONS)}. Received: --sections={args.sections!r}")
+    parser.add_argument("--campaign-pid", default=quiet.DEFAULT_PID_FILE,
+                        help="pid file of the training campaign, paused (SIGSTOP) during each section")
+    parser.add_argument("--max-busy", type=float, default=0.5,
+                        help="a section starts only when at most this share of each core is busy")
+    parser.add_argument("--wait", type=float, default=300, help="seconds to wait for a quiet machine")
+    parser.add_argument("--allow-busy", action="store_true",
+                        help="measure even on a busy machine (the section says so)")
     for name in ("repeats", "layer_steps", "model_steps", "latency_steps", "profile_steps", "data_steps",
                  "trace_steps"):
         if getattr(args, name) < 1:
@@ -441,9 +464,11 @@ def main(argv=None):
     session = Session(args.repeats)
     try:
         for name in args.sections:
-            start = time.perf_counter()
-            body = RUNNERS[name](session, args)
-            sections[name] = section_markdown(name, body, command, time.perf_counter() - start, args.repeats)
+            with quiet.quiet_machine(args.campaign_pid, args.max_busy, args.wait, args.allow_busy, say) as conditions:
+                start = time.perf_counter()
+                body = RUNNERS[name](session, args)
+                seconds = time.perf_counter() - start
+            sections[name] = section_markdown(name, body, command, seconds, args.repeats, conditions)
             text = write_document(args.output, sections)  # after each section: a crash keeps the rest
             say(f"{name} done")
     finally:
