@@ -196,7 +196,7 @@ def models_section(session, args):
                      f"{job.info['parameters']:,}", f"{median(job.seconds) * 1e3:.0f}",
                      f"{BATCH / median(job.seconds):.0f}", ratio_text(ratios(baseline, job)),
                      f"{achieved / 1e9:.0f}", f"{100 * achieved / limit['float32']:.0f}%",
-                     f"{median(job.cpu_seconds):.2f}"])
+                     f"{median(job.cpu_seconds):.2f}" if job.cpu_seconds else "n/a"])
     lines = [
         f"Training steps of batch {BATCH} on synthetic data (random normal 32x32x3 images, random labels: "
         "throughput only, no accuracy), one fixed batch in memory. Keras models are built by "
@@ -436,11 +436,6 @@ def parse_args(argv):
     parser.add_argument("--trace-steps", type=int, default=3, help="profiled training steps, section profile")
     parser.add_argument("--no-jax", dest="jax", action="store_false", help="skip the JAX backend")
     parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch peer")
-    args = parser.parse_args(argv)
-    chosen = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = [s for s in chosen if s not in SECTIONS]
-    if unknown or not chosen:
-        parser.error(f"--sections must name some of {', '.join(SECTIONS)}. Received: --sections={args.sections!r}")
     parser.add_argument("--campaign-pid", default=quiet.DEFAULT_PID_FILE,
                         help="pid file of the training campaign, paused (SIGSTOP) during each section")
     parser.add_argument("--max-busy", type=float, default=0.5,
@@ -448,6 +443,11 @@ def parse_args(argv):
     parser.add_argument("--wait", type=float, default=300, help="seconds to wait for a quiet machine")
     parser.add_argument("--allow-busy", action="store_true",
                         help="measure even on a busy machine (the section says so)")
+    args = parser.parse_args(argv)
+    chosen = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown or not chosen:
+        parser.error(f"--sections must name some of {', '.join(SECTIONS)}. Received: --sections={args.sections!r}")
     for name in ("repeats", "layer_steps", "model_steps", "latency_steps", "profile_steps", "data_steps",
                  "trace_steps"):
         if getattr(args, name) < 1:
