@@ -14,7 +14,7 @@ import numpy as np
 
 from rir_keras import data as datasets
 from rir_keras import preprocessing as preprocessing_lib
-from rir_keras import recipes, training
+from rir_keras import distribute, recipes, training
 from rir_keras.applications import registry
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -51,6 +51,7 @@ NUMBERS = {
     "max_trials": (lambda v: v >= 1, "an integer >= 1"),
     "heartbeat_timeout": (lambda v: v > 0, "a number of seconds > 0"),
     "chief_timeout": (lambda v: v > 0, "a number of seconds > 0"),
+    "distribute_timeout": (lambda v: v > 0, "a number of seconds > 0"),
 }
 
 
@@ -131,6 +132,24 @@ def add_fit_arguments(parser):
     group.add_argument("--precision", default="float32", choices=PRECISIONS,
                        help="mixed_float16 on GPUs, mixed_bfloat16 on TPUs and recent CPUs")
     group.add_argument("--no-jit", action="store_true", help="do not compile with XLA")
+
+
+def add_distribute_arguments(parser):
+    group = parser.add_argument_group("several devices or hosts (see docs/distributed.md)")
+    group.add_argument("--distribute", default="none", choices=distribute.MODES,
+                       help="data-parallel: every batch split over this host's GPUs (JAX: DataParallel; "
+                            "TensorFlow: MirroredStrategy); multi-worker: over several hosts (JAX: "
+                            "KERAS_DISTRIBUTION_* variables; TensorFlow: TF_CONFIG, MultiWorkerMirroredStrategy); "
+                            "auto: multi-worker if those are set, else data-parallel if there are several "
+                            "devices; none: one device. --batch-size is the global batch, the learning rate "
+                            "the recipe's")
+    group.add_argument("--distribute-timeout", type=float, default=distribute.DEFAULT_TIMEOUT,
+                       help="seconds to wait for the other workers at start, and for each collective step")
+
+
+def distribution(args, command):
+    """The `rir_keras.distribute.Distribution` the ``--distribute`` flags ask for."""
+    return distribute.setup(args.distribute, args.distribute_timeout, program=f"rir-keras {command}")
 
 
 def subset(data, limit, seed, argument):

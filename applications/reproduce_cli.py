@@ -18,6 +18,7 @@ def run_reproduce(args):
             raise ValueError(f"--models must name models of table {args.table} ({', '.join(members)}). "
                              f"Received: --models={name}")
     seeds = args.seeds if args.seeds is not None else [args.seed]
+    distribution = command_line.distribution(args, "reproduce")
     train_data, test_data = command_line.load_data(args)
     with runs.exclusive(args.output):
         plan = {"table": args.table, "models": names, "seeds": seeds, "recipe": args.recipe,
@@ -26,7 +27,7 @@ def run_reproduce(args):
         reporting.write_json(plan, os.path.join(args.output, "campaign.json"))
         for name, seed, folder in campaign.runs_of(args.output, plan):
             train_one(name, argparse.Namespace(**{**vars(args), "seed": seed}), train_data, test_data, folder,
-                      restart=args.restart)
+                      restart=args.restart, distribution=distribution)
             table = campaign.results_table(args.output, plan)
             reporting.write_text(table, os.path.join(args.output, "results.md"))
     print(table)
@@ -56,4 +57,5 @@ def add_reproduce(subparsers):
     command_line.add_data_arguments(parser)
     command_line.add_model_arguments(parser)
     command_line.add_fit_arguments(parser)
+    command_line.add_distribute_arguments(parser)
     parser.set_defaults(func=command_line.checked(run_reproduce))

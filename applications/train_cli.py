@@ -8,26 +8,31 @@ import keras
 from rir_keras import data as datasets
 from rir_keras import preprocessing as preprocessing_lib
 from rir_keras import runs, training
+from rir_keras.distribute import NONE as ONE_DEVICE
 from rir_keras.applications import command_line, registry
 from rir_keras.applications.command_line import subset
 
 
-def train_one(name, args, train_data, test_data, output_dir, restart=False):
-    """Train registry model ``name`` as the flags in ``args`` say, into ``output_dir`` (resumable)."""
+def train_one(name, args, train_data, test_data, output_dir, restart=False, distribution=ONE_DEVICE):
+    """Train registry model ``name`` as the flags in ``args`` say, into ``output_dir`` (resumable),
+    building and training it in ``distribution``'s scope."""
     keras.mixed_precision.set_global_policy(args.precision)
-    keras.utils.set_random_seed(args.seed)  # the initial weights are part of what --seed fixes
-    spec = command_line.model_spec(name, args, train_data)
-    model = spec.build()
-    settings = {"spec": spec.to_dict(), "recipe": args.recipe, "dataset": str(args.dataset),
-                "train_split": args.train_split, "test_split": args.test_split, "precision": args.precision}
-    return training.train(model, train_data, test_data, command_line.train_config(args), output_dir,
-                          verbose=args.verbose, restart=restart, settings=settings)
+    with distribution.scope():
+        keras.utils.set_random_seed(args.seed)  # the initial weights are part of what --seed fixes
+        spec = command_line.model_spec(name, args, train_data)
+        model = spec.build()
+        settings = {"spec": spec.to_dict(), "recipe": args.recipe, "dataset": str(args.dataset),
+                    "train_split": args.train_split, "test_split": args.test_split, "precision": args.precision}
+        return training.train(model, train_data, test_data, command_line.train_config(args), output_dir,
+                              verbose=args.verbose, restart=restart, settings=settings, distribution=distribution)
 
 
 def run_train(args):
+    distribution = command_line.distribution(args, "train")
     train_data, test_data = command_line.load_data(args)
     with runs.exclusive(args.output):
-        results = train_one(args.model, args, train_data, test_data, args.output, restart=args.restart)
+        results = train_one(args.model, args, train_data, test_data, args.output, restart=args.restart,
+                            distribution=distribution)
     print(f"{args.model}: test accuracy {results['test_accuracy']:.4f} after {len(results['history']['epoch'])} "
           f"epochs; results in {os.path.join(args.output, 'results.json')}")
 
@@ -66,6 +71,7 @@ def add_train(subparsers):
     command_line.add_data_arguments(parser)
     command_line.add_model_arguments(parser)
     command_line.add_fit_arguments(parser)
+    command_line.add_distribute_arguments(parser)
     parser.set_defaults(func=command_line.checked(run_train))
 
 

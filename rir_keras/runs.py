@@ -94,12 +94,13 @@ def machine():
     return f"{model or platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
-def record_session(folder, first_epoch):
-    """Append to ``folder``'s sessions.jsonl that training (re)starts at ``first_epoch``, here and now."""
+def record_session(folder, first_epoch, **extra):
+    """Append to ``folder``'s sessions.jsonl that training (re)starts at ``first_epoch``, here and now
+    (and ``extra``, e.g. the devices of a distributed run)."""
     import keras
 
     line = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "first_epoch": first_epoch, "backend": keras.backend.backend(), "machine": machine()}
+            "first_epoch": first_epoch, "backend": keras.backend.backend(), "machine": machine(), **extra}
     with open(os.path.join(folder, SESSIONS_FILE), "a", encoding="utf-8") as handle:
         handle.write(json.dumps(line) + "\n")
 

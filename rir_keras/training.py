@@ -29,6 +29,7 @@ import keras
 from keras import ops
 
 from rir_keras.data import ArrayBatches
+from rir_keras.distribute import NONE as ONE_DEVICE
 from rir_keras.preprocessing import model_preprocessing
 from rir_keras.reporting import save_model, write_json
 from rir_keras.runs import (
@@ -208,11 +209,14 @@ class EpochBackup(keras.callbacks.Callback):
     mid-write leaves the pointer on the previous, complete backup. `restore_backup` loads it before
     ``fit``, which then starts at ``initial_epoch``: public Keras API only (Keras' own
     ``BackupAndRestore`` overwrites its file in place, and a kill then leaves an unreadable backup).
+    The files of the last ``keep`` epochs stay (the workers of a multi-worker run keep two, see
+    `rir_keras.distribute`).
     """
 
-    def __init__(self, folder):
+    def __init__(self, folder, keep=1):
         super().__init__()
         self.folder = folder
+        self.keep = keep
 
     def on_epoch_end(self, epoch, logs=None):
         if not math.isfinite(float((logs or {}).get("loss", 0.0))):
@@ -221,19 +225,26 @@ class EpochBackup(keras.callbacks.Callback):
         name = f"weights-{epoch + 1}.weights.h5"
         self.model.save_weights(os.path.join(self.folder, name), overwrite=True)
         write_json({"epoch": epoch + 1, "weights": name}, os.path.join(self.folder, BACKUP_POINTER))
+        kept = {f"weights-{epoch + 1 - i}.weights.h5" for i in range(self.keep)}
         for old in os.listdir(self.folder):
-            if old.startswith("weights-") and old != name:
+            if old.startswith("weights-") and old not in kept:
                 os.remove(os.path.join(self.folder, old))
 
 
-def restore_backup(model, folder):
+def restore_backup(model, folder, epochs=None):
     """Load the latest backup `EpochBackup` wrote in ``folder`` into the compiled ``model`` (weights
-    and optimizer state); returns the epochs it holds, 0 where there is none."""
+    and optimizer state); returns the epochs it holds, 0 where there is none. ``epochs``, if given,
+    picks an earlier backup it kept (0: none)."""
     pointer = os.path.join(folder, BACKUP_POINTER)
-    if not os.path.isfile(pointer):
+    if not os.path.isfile(pointer) or epochs == 0:
         return 0
     with open(pointer, encoding="utf-8") as handle:
         backup = json.load(handle)
+    if epochs is not None and epochs != int(backup["epoch"]):
+        backup = {"epoch": epochs, "weights": f"weights-{epochs}.weights.h5"}
+        if not os.path.isfile(os.path.join(folder, backup["weights"])):
+            raise ValueError(f"{folder} holds no backup of epoch {epochs}, which the other workers hold: start "
+                             f"every worker over with --restart. Received: backup={folder!r}")
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     model.load_weights(os.path.join(folder, backup["weights"]))
@@ -282,11 +293,11 @@ def check_fits(model, data, name="data"):
                          f"Received: {name} with {data.num_classes} classes")
 
 
-def evaluate(model, data, batch_size):
+def evaluate(model, data, batch_size, distribution=ONE_DEVICE):
     """``{"loss", "accuracy"}`` of a compiled ``model`` on ``data``, in batches of ``batch_size``."""
     check_fits(model, data)
     batches = ArrayBatches(data, batch_size=batch_size, shuffle=False, augment=False)
-    return model.evaluate(batches, verbose=0, return_dict=True)
+    return model.evaluate(distribution.local_batches(batches), verbose=0, return_dict=True)
 
 
 def score(model, data, batch_size=256):
@@ -308,7 +319,7 @@ RUN_FILES = ("run.json", "sessions.jsonl", "backup", "log.csv", "tensorboard", "
 
 
 def train(model, train_data, test_data, config, output_dir, verbose="auto", callbacks=(), restart=False,
-          settings=None):
+          settings=None, distribution=ONE_DEVICE):
     """Train ``model`` on ``train_data``, validating on ``test_data`` after each epoch; resumable.
 
     Running it again with the same ``output_dir`` after an interruption (or on a copy of the folder,
@@ -321,10 +332,15 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
 
     Each epoch is logged to log.csv, then backed up; the backup stays until the model, the results
     and the plot are written, so a kill at any instant loses at most the epoch in progress.
+
+    ``distribution`` (`rir_keras.distribute.setup`) spreads every batch over its devices; ``model``
+    must have been built in its ``scope()``, and this call must run in it too. It is not a setting
+    (the result is the same on any number of devices); results.json and sessions.jsonl record it.
     """
     output_dir = os.fspath(output_dir)
     check_fits(model, train_data, "training data")
     check_fits(model, test_data, "test data")
+    distribution.check_batches(config.batch_size, len(train_data), len(test_data), config.steps_per_epoch)
     if restart:
         for name in RUN_FILES:
             path = os.path.join(output_dir, name)
@@ -341,15 +357,17 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
     keras.utils.set_random_seed(config.seed)
     train_batches = batches(train_data, config, training=True)
     steps = steps_per_epoch(len(train_data), config)
+    distribution.prepare(model)
     compile_model(model, config, steps)
-    done_before = restore_backup(model, backup)
+    done_before = restore_backup(model, backup, distribution.agree_on_epochs(backed_up_epochs(output_dir), recorded))
     trim_log(log_path, done_before)  # rows of epochs whose backup was never written are logged again
-    record_session(output_dir, first_epoch=done_before)
+    described = {"distribution": distribution.describe(config.batch_size)} if distribution.active else {}
+    record_session(output_dir, first_epoch=done_before, **described)
     stock = [
         _EpochSeconds(),
         # The log row goes first: a kill between the two repeats that epoch, and trim_log drops its row.
         keras.callbacks.CSVLogger(log_path, append=True),
-        EpochBackup(backup),
+        EpochBackup(backup, keep=distribution.backups_kept),
         keras.callbacks.TerminateOnNaN(),
         _ReplayEpoch(train_batches),
     ]
@@ -358,9 +376,10 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
     start = time.perf_counter()
     try:
         model.fit(
-            train_batches, validation_data=batches(test_data, config, training=False), epochs=config.epochs,
-            initial_epoch=done_before, steps_per_epoch=steps, shuffle=False, callbacks=stock + list(callbacks),
-            verbose=verbose,
+            distribution.local_batches(train_batches),
+            validation_data=distribution.local_batches(batches(test_data, config, training=False)),
+            epochs=config.epochs, initial_epoch=done_before, steps_per_epoch=steps, shuffle=False,
+            callbacks=stock + list(callbacks), verbose=verbose,
         )
     except KeyboardInterrupt:
         raise TrainingStopped(f"interrupted: {output_dir} keeps {backed_up_epochs(output_dir)} finished epochs of "
@@ -372,7 +391,8 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
         raise TrainingStopped(f"training diverged: the loss is not finite in epoch {kept + 1} (see {log_path}); "
                               f"{output_dir} keeps the last good epoch, {kept}: start over with --restart and a "
                               f"lower --learning-rate")
-    test = evaluate(model, test_data, config.batch_size)
+    test = evaluate(model, test_data, config.batch_size, distribution)
+    distribution.finish(model)
     save_model(model, os.path.join(output_dir, "model.keras"))
     trained = config.epochs - done_before
     results = {
@@ -390,6 +410,7 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
         "backend": keras.backend.backend(),
         "machine": machine(),
         "resumed": done_before > 0,
+        **described,
     }
     write_json(results, results_path)
     plot_curves(log, os.path.join(output_dir, "curves.png"), f"{model.name}: test accuracy {test['accuracy']:.4f}")
