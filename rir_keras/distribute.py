@@ -79,6 +79,7 @@ class Distribution:
     devices: tuple = ()
     strategy: object = None
     timeout: float = DEFAULT_TIMEOUT
+    program: str = "rir-keras"
 
     @property
     def active(self):
@@ -104,11 +105,26 @@ class Distribution:
     @contextlib.contextmanager
     def scope(self):
         """Build, compile and train inside this: the engine's scope. Under multi-worker TensorFlow,
-        a worker lost mid-run becomes a one-line `TrainingStopped`."""
+        a worker lost mid-run becomes a one-line `TrainingStopped`. Under multi-process JAX, an error
+        is printed as one line and the process ends at once (status 2): JAX's exit handler would
+        wait for a lost process (its heartbeat timeout), then abort with a stack trace."""
         if not self.active:
             yield
             return
         with self.strategy.scope():
+            if self.multi_worker and self.backend == "jax":
+                try:
+                    yield
+                except Exception as error:  # noqa: BLE001  (whatever it is, the process must not linger)
+                    import jax
+
+                    text = " ".join(str(error).split())
+                    if isinstance(error, jax.errors.JaxRuntimeError) or any(
+                            sign in text for sign in ("Gloo", "UNAVAILABLE", "heartbeat", "Connection closed")):
+                        text = _lost_worker_message(error, self)
+                    print(f"{self.program}: error: {text}", file=sys.stderr, flush=True)
+                    os._exit(2)
+                return
             if not (self.multi_worker and self.backend == "tensorflow"):
                 yield
                 return
@@ -122,6 +138,18 @@ class Distribution:
                 from rir_keras.runs import TrainingStopped
 
                 raise TrainingStopped(_lost_worker_message(error, self)) from None
+
+    @property
+    def tuner_strategy(self):
+        """KerasTuner's ``distribution_strategy`` (a ``tf.distribute`` strategy, whose scope it enters
+        to build and load each trial's model), or None."""
+        return self.strategy if self.backend == "tensorflow" else None
+
+    def activate(self):
+        """Make a JAX distribution Keras' global one again, e.g. after ``keras.backend.clear_session()``
+        (which forgets it) at the start of a tuner trial; TensorFlow's is entered by KerasTuner."""
+        if self.backend == "jax":
+            keras.distribution.set_distribution(self.strategy)
 
     def check_batches(self, batch_size, train_images, test_images, steps_per_epoch=None):
         """Raise a one-line ValueError unless every batch of both splits divides over the replicas."""
@@ -158,13 +186,13 @@ class Distribution:
         None where there is one worker. A worker started with other ``settings`` is a ValueError."""
         if not self.multi_worker:
             return None
-        fingerprint = zlib.crc32(json.dumps({k: v for k, v in settings.items() if k != "dataset"},
-                                            sort_keys=True, default=str).encode())
+        text = json.dumps({k: v for k, v in settings.items() if k != "dataset"}, sort_keys=True, default=str)
+        fingerprint = zlib.crc32(text.encode()) % 2**31  # fits JAX's default int32
         rows = self._gather([int(epochs), fingerprint])
         if len({row[1] for row in rows}) > 1:
             raise ValueError("--distribute multi-worker: the workers were started with different settings (model, "
                              "options, recipe, data sizes): start every worker with the same command. "
-                             f"Received: worker {self.worker}'s settings {settings}")
+                             f"Received: worker {self.worker}'s settings, fingerprint {fingerprint}")
         return min(row[0] for row in rows)
 
     def _gather(self, numbers):
@@ -257,7 +285,7 @@ def _tensorflow(mode, timeout, program, environ):
                   [d.name for d in tf.config.list_logical_devices("CPU")]
         strategy = tf.distribute.MirroredStrategy(devices)
         return Distribution("MirroredStrategy", "tensorflow", strategy.num_replicas_in_sync, 1, 0,
-                            tuple(strategy.extended.worker_devices), strategy, timeout)
+                            tuple(strategy.extended.worker_devices), strategy, timeout, program)
     cluster, task_type, task_index, peers = parse_tf_config(environ.get("TF_CONFIG"))
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
     with _watchdog(timeout, program, f"--distribute multi-worker: the workers of TF_CONFIG ({', '.join(peers)}) did "
@@ -270,7 +298,7 @@ def _tensorflow(mode, timeout, program, environ):
     workers = sum(len(cluster.get(job, [])) for job in ("chief", "worker"))
     worker = 0 if task_type == "chief" else task_index + (1 if cluster.get("chief") else 0)
     return Distribution("MultiWorkerMirroredStrategy", "tensorflow", strategy.num_replicas_in_sync, workers, worker,
-                        tuple(strategy.extended.worker_devices), strategy, timeout)
+                        tuple(strategy.extended.worker_devices), strategy, timeout, program)
 
 
 def parse_tf_config(text):
@@ -360,10 +388,12 @@ def _jax(mode, timeout, program, environ):
         devices = jax.devices()  # every process's
     else:
         devices = jax.local_devices()
-    strategy = keras.distribution.DataParallel(devices=devices)
+    # Several processes: each feeds its own share of every batch (`ProcessShard`), so Keras must not
+    # shard again (it can only shard a tf.data.Dataset).
+    strategy = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=mode != "multi-worker")
     local = [d for d in devices if d.process_index == jax.process_index()]
     return Distribution("DataParallel", "jax", len(devices), jax.process_count(), jax.process_index(),
-                        tuple(f"{d.platform}:{d.id} ({d.device_kind})" for d in local), strategy, timeout)
+                        tuple(f"{d.platform}:{d.id} ({d.device_kind})" for d in local), strategy, timeout, program)
 
 
 def _jax_variables(environ):

@@ -316,3 +316,62 @@ def test_a_worker_keeps_two_backups_and_can_restore_the_older(mini, tmp_path):
     assert training.restore_backup(model, tmp_path) == 3
     with pytest.raises(ValueError, match="holds no backup of epoch 1"):
         training.restore_backup(model, tmp_path, epochs=1)
+
+
+# -- KerasTuner: each trial data-parallel ------------------------------------------------------------
+
+def tune_args(data_dir, directory, *extra):
+    return ["tune", "--model", "rir_3x10", "--grid", "tiny", "--model-option", "layers_per_block=2",
+            "--model-option", "widths=[8,8,8]", "--dataset", str(data_dir / "cifar10-mini.tar.gz"),
+            "--train-limit", "32", "--test-limit", "32", "--batch-size", "16", "--steps-per-epoch", "1",
+            "--epochs", "1", "--no-jit", "--verbose", "0", "--directory", str(directory), "--max-trials", "1",
+            *extra]
+
+
+@pytest.mark.filterwarnings("ignore:(currentThread|getName):DeprecationWarning")  # KerasTuner's
+def test_tune_trials_run_in_the_tensorflow_strategy(data_dir, tmp_path, capsys):
+    assert main(tune_args(data_dir, tmp_path, "--distribute", "data-parallel")) == 0
+    out = capsys.readouterr().out
+    assert "each trial MirroredStrategy over 1 devices" in out  # this process has one CPU device
+    assert "1 trials in" in out
+    assert main(tune_args(data_dir, tmp_path, "--distribute", "multi-worker")) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "KerasTuner's distributed mode" in error[0], error
+
+
+def test_a_jax_tuner_trial_is_built_over_every_device(env, tmp_path):
+    """Each trial starts with keras.backend.clear_session(), which forgets the global distribution:
+    the hypermodel sets it again, so the trial's variables live on both devices."""
+    script = """
+import os, keras, keras_tuner
+from rir_keras import distribute, training
+from rir_keras.data import load_split
+from rir_keras.tuning.hypermodel import RiRHyperModel
+train = load_split(os.path.join(os.environ["RIR_KERAS_DATA"], "cifar10-mini.tar.gz"), "train").subset(slice(0, 32))
+distribution = distribute.setup("data-parallel")
+hypermodel = RiRHyperModel("rir_3x10", {"learning_rate": [0.1]}, train, training.TrainConfig(epochs=1, batch_size=16),
+                           {"layers_per_block": 2, "widths": [8, 8, 8]}, distribution=distribution)
+hypermodel.build(keras_tuner.HyperParameters())  # a first trial
+model = hypermodel.build(keras_tuner.HyperParameters())  # the next one, after clear_session()
+print(sorted({len(v.value.sharding.device_set) for v in model.variables}))
+"""
+    jax_env = {**env, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+               "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    done = subprocess.run([sys.executable, "-c", script], env=jax_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[2]"
+
+
+def test_each_jax_process_feeds_its_share_of_every_global_batch(mini):
+    """Several JAX processes (keras.distribution.initialize): each feeds the rows of every global
+    batch for its devices, and Keras puts the shares together in process order."""
+    train, _ = mini
+    batches = training.batches(train, training.TrainConfig(batch_size=32), training=True)
+    shares = [distribute.ProcessShard(batches, index, 2) for index in range(2)]
+    shares[0].on_epoch_end()  # as fit does once at its start: the shared dataset's order of epoch 1
+    assert [len(share) for share in shares] == [2, 2] and shares[1].epoch == batches.epoch == 1
+    for i in range(len(batches)):
+        images, labels = batches[i]
+        parts = [share[i] for share in shares]
+        np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), images)
+        np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), labels)

@@ -6,6 +6,7 @@ import keras_tuner
 
 from rir_keras import training
 from rir_keras.applications import registry
+from rir_keras.distribute import NONE as ONE_DEVICE
 from rir_keras.tuning.grid import FIT_HYPERPARAMETERS, MODEL_HYPERPARAMETERS, validate_grid
 
 
@@ -24,6 +25,8 @@ class RiRHyperModel(keras_tuner.HyperModel):
             to the constructor (default: the constructor's, "cifar10"), so every trial's model, and
             the best one rebuilt from ``best.json``, normalizes its raw inputs the same way;
             `rir-keras tune` sets it from ``--preprocessing``.
+        distribution: a `rir_keras.distribute.Distribution`: each trial data-parallel over its devices
+            (the tuner gets its ``tuner_strategy``; `rir-keras tune --distribute`).
 
     ``fit(hp, model, train_data, validation_data, **fit_kwargs)`` trains on
     ``rir_keras.training.batches``, raw images in [0, 255], with the same augmentation as
@@ -32,7 +35,7 @@ class RiRHyperModel(keras_tuner.HyperModel):
     It returns the best epoch's metrics, ``best_epoch`` and ``epochs`` (the number of epochs run).
     """
 
-    def __init__(self, model, grid, train_data, config, model_options=None, name=None):
+    def __init__(self, model, grid, train_data, config, model_options=None, name=None, distribution=ONE_DEVICE):
         super().__init__(name=name or model)
         self.model_name = model
         registry.record(model)  # raises on an unknown name
@@ -43,6 +46,7 @@ class RiRHyperModel(keras_tuner.HyperModel):
             raise ValueError(f"model_options must not fix an axis of the grid. Received: model_options keys {clash}")
         self.train_data = train_data
         self.config = config
+        self.distribution = distribution
 
     def values(self, hp):
         """Register the grid on ``hp``; returns ``{name: value}`` for this trial."""
@@ -68,9 +72,11 @@ class RiRHyperModel(keras_tuner.HyperModel):
     def build(self, hp):
         # Every trial starts from a fresh graph (the tuner clears it too) and the same seed.
         keras.backend.clear_session()
+        self.distribution.activate()
         config = self.trial_config(hp)
         keras.utils.set_random_seed(config.seed)
         model = self.spec(hp).build()
+        self.distribution.prepare(model)
         training.compile_model(model, config, self.steps_per_epoch(config))
         # Create the optimizer's slots now, eagerly: created inside the first traced train step,
         # their initializer graphs outlive the trial, and memory grows by several MiB a trial.

@@ -183,11 +183,11 @@ class GridSearch(keras_tuner.GridSearch):
     from a worker before it gives the worker's trial to another; a worker sends a heartbeat
     ``HEARTBEATS_PER_TIMEOUT`` times per timeout while it trains. ``chief_timeout`` is how long a
     worker waits for a chief that does not answer (a restarted chief takes it back) before it raises
-    `ChiefLost`.
+    `ChiefLost`. ``distribution_strategy`` is KerasTuner's: each trial's model is built in its scope.
     """
 
     def __init__(self, hypermodel, max_trials=None, directory=None, project_name=None, seed=None,
-                 heartbeat_timeout=HEARTBEAT_TIMEOUT, chief_timeout=CHIEF_TIMEOUT):
+                 heartbeat_timeout=HEARTBEAT_TIMEOUT, chief_timeout=CHIEF_TIMEOUT, distribution_strategy=None):
         for name, seconds in (("heartbeat_timeout", heartbeat_timeout), ("chief_timeout", chief_timeout)):
             if not isinstance(seconds, (int, float)) or not seconds > 0:
                 raise ValueError(f"{name} must be a number of seconds > 0. Received: {name}={seconds!r}")
@@ -197,7 +197,7 @@ class GridSearch(keras_tuner.GridSearch):
         self.heartbeat_seconds = heartbeat_timeout / HEARTBEATS_PER_TIMEOUT
         self.heartbeat = None
         keras_tuner.Tuner.__init__(self, oracle, hypermodel, directory=directory, project_name=project_name,
-                                   overwrite=False)
+                                   overwrite=False, distribution_strategy=distribution_strategy)
         self.memory = []
         if role() == "worker":
             internals.wait_for_chief(self.oracle, chief_timeout)

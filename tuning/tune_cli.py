@@ -6,7 +6,7 @@ import sys
 import keras
 
 from rir_keras import data as datasets
-from rir_keras import training
+from rir_keras import distribute, training
 from rir_keras.applications import command_line, registry
 from rir_keras.tuning import grid as grids
 from rir_keras.tuning.hypermodel import RiRHyperModel
@@ -43,26 +43,44 @@ def warn_overridden_flags(args, grid, defaults):
                   file=sys.stderr)
 
 
+def trial_distribution(args):
+    """Each trial data-parallel over this host's devices (``--distribute``); trials go to other
+    machines through KerasTuner's own distributed mode, so ``multi-worker`` is not for ``tune``."""
+    if args.distribute == "multi-worker":
+        raise ValueError("tune spreads trials over machines with KerasTuner's distributed mode (KERASTUNER_* "
+                         "variables, docs/tuning.md); --distribute data-parallel spreads each trial over this "
+                         "host's devices. Received: --distribute=multi-worker")
+    environ = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "KERAS_DISTRIBUTION_JOB_ADDRESSES")}
+    return distribute.setup(args.distribute, args.distribute_timeout, program="rir-keras tune", environ=environ)
+
+
 def run_tune(args, flag_defaults):
     grid = grids.load_grid(args.grid)
     warn_overridden_flags(args, grid, flag_defaults)
     options = model_options(args, grid)
+    distribution = trial_distribution(args)
     train, test = command_line.load_data(args)
     train, validation, validation_source = validation_data(args, train, test)
+    config = command_line.train_config(args)
+    for batch_size in grid.get("batch_size", [config.batch_size]):
+        distribution.check_batches(batch_size, len(train), len(validation), config.steps_per_epoch)
     if "preprocessing" not in options:  # a --model-option preprocessing=... wins over --preprocessing
         options["preprocessing"] = command_line.preprocessing(args, train)
     keras.mixed_precision.set_global_policy(args.precision)
-    hypermodel = RiRHyperModel(args.model, grid, train, command_line.train_config(args), options)
+    hypermodel = RiRHyperModel(args.model, grid, train, config, options, distribution=distribution)
     project = args.project_name or args.model
     prepare_project(os.path.join(args.directory, project),
                     search_settings(hypermodel, dataset=str(args.dataset), train_split=args.train_split,
                                     test_split=args.test_split, validation_split=args.validation_split,
                                     validation_images=len(validation), precision=args.precision),
                     restart=args.restart)
-    print(f"rir-keras tune: {describe_devices()}; {role()} process; grid {args.grid!r} of {grids.grid_size(grid)} "
+    spread = (f"; each trial {distribution.engine} over {distribution.replicas} devices"
+              if distribution.active else "")
+    print(f"rir-keras tune: {describe_devices()}{spread}; {role()} process; grid {args.grid!r} of {grids.grid_size(grid)} "
           f"points, max trials {args.max_trials or 'all'}; folder {os.path.join(args.directory, project)}", flush=True)
     tuner = GridSearch(hypermodel, max_trials=args.max_trials, directory=args.directory, project_name=project,
-                       seed=args.seed, heartbeat_timeout=args.heartbeat_timeout, chief_timeout=args.chief_timeout)
+                       seed=args.seed, heartbeat_timeout=args.heartbeat_timeout, chief_timeout=args.chief_timeout,
+                       distribution_strategy=distribution.tuner_strategy)
     callbacks = []
     if training.tensorboard_available():  # KerasTuner adds the HParams plugin and a folder per trial
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(str(tuner.project_dir), "tensorboard")))
@@ -121,5 +139,6 @@ def add_tune(subparsers):
     command_line.add_data_arguments(parser)
     command_line.add_model_arguments(parser)
     command_line.add_fit_arguments(parser)
+    command_line.add_distribute_arguments(parser)
     defaults = {name: parser.get_default(name) for name in grids.HYPERPARAMETERS}
     parser.set_defaults(func=command_line.checked(lambda args: run_tune(args, defaults)))
