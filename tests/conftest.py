@@ -1,4 +1,5 @@
 """Shared test settings. Data comes from RIR_KERAS_DATA (default: ../shared/datasets/cifar10), never a download."""
+import importlib.util
 import os
 import pathlib
 
@@ -12,6 +13,15 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def pytest_configure(config):
     # TensorFlow's tensors predate numpy 2's `copy` keyword; the warning is TensorFlow's, not ours.
     config.addinivalue_line("filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword")
+
+
+def load_script(relative_path):
+    """The module of a script of this repository that is not part of the package (tools/, benchmarks/)."""
+    path = REPO / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -1,21 +1,17 @@
 """The benchmarks' quiet-machine guard (benchmarks/quiet.py): it pauses the campaign, always resumes
 it, and refuses to measure on a busy machine. (What the benchmarks measure is never timed in tests.)"""
-import importlib.util
 import pathlib
 import subprocess
 import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def quiet():
-    spec = importlib.util.spec_from_file_location("quiet", REPO / "benchmarks" / "quiet.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/quiet.py")
 
 
 def state(pid):

@@ -3,16 +3,13 @@ packing into volumes within the device tool's limits (small files first, a backu
 all), collecting here (what the device removed goes, what it could not bring back stays), and taking
 the further copy of each run at a call's start. Plain files, no training: tools/gpu/dry_run.sh
 (make gpu-dry-run) runs the whole path."""
-import importlib.util
 import json
 
 import pytest
 
-from conftest import REPO
+from conftest import load_script
 
-spec = importlib.util.spec_from_file_location("gpu_runner", REPO / "tools" / "gpu" / "runner.py")
-runner = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(runner)
+runner = load_script("tools/gpu/runner.py")
 
 
 def make_run(folder, epochs_done, total=4, weights_bytes=1000, finished=False, stale=False):

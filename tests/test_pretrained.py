@@ -4,7 +4,6 @@ The package's store (applications/weights/) may hold no weights yet: the real ma
 for what it holds, and every loading rule is checked on a store made here. The shipping tool
 (tools/ship_weights.py) is run on a run folder made here, measured on the CIFAR-10 mini test split.
 """
-import importlib.util
 import json
 import os
 import pathlib
@@ -20,6 +19,7 @@ from keras import ops
 from rir_keras import data as datasets
 from rir_keras.applications import CNN32, RiRNet, RiR18Wide, RiR32, pretrained, registry
 from rir_keras.preprocessing import CIFAR10_CLASSES, preprocess_input
+from conftest import load_script
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -254,10 +254,7 @@ def test_model_cards_from_the_manifest(store, empty_store, monkeypatch):
 
 @pytest.fixture(scope="module")
 def ship_weights():
-    spec = importlib.util.spec_from_file_location("ship_weights", REPO / "tools" / "ship_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/ship_weights.py")
 
 
 @pytest.fixture(scope="module")
