@@ -5,9 +5,12 @@ Constructors live in ``rir_keras.applications``, the hyperparameter grid in ``ri
 from rir_keras import dependencies as _dependencies
 
 _dependencies.choose_backend()  # before Keras is imported: JAX where TensorFlow is not installed
+_dependencies.prefer_onednn()  # before TensorFlow is imported: its fast CPU kernels on every CPU
 
 from rir_keras.initializers import ResNetInit  # noqa: E402
-from rir_keras.layers import BlockShortcut, ForgetGate, ResNetInitConv2D, RiRConv2D  # noqa: E402
+from rir_keras.layers import (  # noqa: E402
+    BatchNormalization, BlockShortcut, ForgetGate, ResNetInitConv2D, RiRConv2D,
+)
 
 __version__ = "0.3.0"
-__all__ = ["ResNetInit", "ResNetInitConv2D", "RiRConv2D", "BlockShortcut", "ForgetGate"]
+__all__ = ["ResNetInit", "ResNetInitConv2D", "RiRConv2D", "BlockShortcut", "ForgetGate", "BatchNormalization"]

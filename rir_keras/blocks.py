@@ -14,7 +14,8 @@ import keras
 
 from rir_keras.initializers import split_channels
 from rir_keras.layers import (
-    IDENTITY_PLACEMENTS, SHORTCUTS, BlockShortcut, ForgetGate, RiRConv2D, check_choice, check_ratio,
+    IDENTITY_PLACEMENTS, SHORTCUTS, BatchNormalization, BlockShortcut, ForgetGate, RiRConv2D, check_choice,
+    check_ratio,
 )
 
 
@@ -98,7 +99,7 @@ def conv_bn(x, filters, spec, *, kernel_size=3, strides=1, padding="same", activ
         kernel_initializer=spec.initializer(f"{name}_conv"), kernel_regularizer=spec.regularizer,
         name=f"{name}_conv",
     )(x)
-    x = keras.layers.BatchNormalization(momentum=spec.momentum, epsilon=spec.epsilon, name=f"{name}_bn")(x)
+    x = BatchNormalization(momentum=spec.momentum, epsilon=spec.epsilon, name=f"{name}_bn")(x)
     if activation is None:
         return x
     return keras.layers.Activation(activation, name=f"{name}_{activation}")(x)

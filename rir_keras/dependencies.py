@@ -8,7 +8,7 @@ TensorBoard logs do. A feature that needs what this process lacks raises `Missin
 message is one line naming the package and how to get it (``rir-keras`` prints it as its error).
 
 This module imports nothing but the standard library: ``rir_keras/__init__.py`` calls `choose_backend`
-before Keras is imported.
+and `prefer_onednn` before Keras is imported.
 """
 import importlib.util
 import json
@@ -16,6 +16,7 @@ import os
 import sys
 
 BACKEND_VARIABLE = "KERAS_BACKEND"
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 
 
 class MissingDependency(ImportError):
@@ -56,6 +57,18 @@ def choose_backend():
         raise MissingDependency("rir_keras needs a Keras backend and neither TensorFlow nor JAX is installed: "
                                 "pip install tensorflow (or jax)")
     os.environ[BACKEND_VARIABLE] = "jax"
+
+
+def prefer_onednn():
+    """Turn on TensorFlow's oneDNN CPU kernels, unless ``TF_ENABLE_ONEDNN_OPTS`` says otherwise or
+    TensorFlow is already imported (the variable is read once, at its import).
+
+    TensorFlow turns them on by itself only on CPUs with AVX512-class features; on others (an AVX2
+    AMD EPYC, for one) its default kernels train RiR-32 about 1.4 times slower (docs/benchmarks.md).
+    The results are the same to float rounding. ``TF_ENABLE_ONEDNN_OPTS=0`` keeps the default kernels.
+    """
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault(ONEDNN_VARIABLE, "1")
 
 
 def require_tensorflow(what, instead=""):
