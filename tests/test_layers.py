@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rir_keras import ForgetGate, RiRConv2D
-from rir_keras.layers import BlockShortcut
+from rir_keras.layers import BatchNormalization, BlockShortcut
 
 PLACEMENTS = ("init", "constant", "shortcut")
 ATOL = 1e-5
@@ -199,11 +199,12 @@ def test_input_transient_channels_larger_than_input_is_rejected():
         built(RiRConv2D(8, input_transient_channels=9), (None, 8, 8, 8))
 
 
-def test_block_shortcut_identity_subsamples_and_pads_the_residual_stream():
-    x = images(shape=(2, 8, 8, 8))
+@pytest.mark.parametrize("size", [8, 9])
+def test_block_shortcut_identity_subsamples_and_pads_the_residual_stream(size):
+    x = images(shape=(2, size, size, 8))
     shortcut = BlockShortcut(16, residual_channels=8, input_residual_channels=4, strides=2)
     y = numpy(shortcut(x))
-    assert y.shape == (2, 4, 4, 16)
+    assert y.shape == (2, (size + 1) // 2, (size + 1) // 2, 16)
     np.testing.assert_array_equal(y[..., :4], x[:, ::2, ::2, :4])
     np.testing.assert_array_equal(y[..., 4:], 0)
 
@@ -214,6 +215,36 @@ def test_block_shortcut_projection_has_a_1x1_kernel():
     assert tuple(y.shape) == (2, 4, 4, 16)
     assert shortcut.projection.kernel.shape == (1, 1, 4, 8)
     np.testing.assert_array_equal(numpy(y)[..., 8:], 0)
+
+
+def batch_norm_step(layer, x, training):
+    """Outputs, gradients (input, gamma, beta) of a nonlinear loss, and moving statistics after one call."""
+    layer.build(x.shape)
+    layer.gamma.assign(np.linspace(0.5, 2.0, x.shape[-1]))
+    layer.beta.assign(np.linspace(-1.0, 1.0, x.shape[-1]))
+    if keras.backend.backend() != "tensorflow":
+        return [numpy(layer(x, training=training)), numpy(layer.moving_mean), numpy(layer.moving_variance)]
+    import tensorflow as tf
+
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=training)
+        loss = tf.reduce_sum(tf.square(y) * tf.range(y.shape[-1], dtype=y.dtype) + tf.sin(y))
+    gradients = tape.gradient(loss, [x, layer.gamma, layer.beta])
+    return [numpy(y), *map(numpy, gradients), numpy(layer.moving_mean), numpy(layer.moving_variance)]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_normalization_computes_what_keras_computes(training):
+    """The fused training path (TensorFlow) gives Keras' outputs, gradients and moving statistics."""
+    x = np.random.default_rng(0).normal(2.0, 3.0, (16, 6, 6, 5)).astype("float32")
+    ours = batch_norm_step(BatchNormalization(momentum=0.8, epsilon=1e-5), x, training)
+    reference = batch_norm_step(keras.layers.BatchNormalization(momentum=0.8, epsilon=1e-5), x, training)
+    for got, expected in zip(ours, reference):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    if training:
+        assert not np.allclose(ours[-1], 1.0)  # the statistics moved: the training path ran
 
 
 def test_forget_gate_is_sigmoid_of_conv_plus_bias_times_shortcut():

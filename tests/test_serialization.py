@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rir_keras import ForgetGate, ResNetInit, ResNetInitConv2D, RiRConv2D
-from rir_keras.layers import BlockShortcut
+from rir_keras.layers import BatchNormalization, BlockShortcut
 
 LAYERS = [
     lambda: RiRConv2D(8, strides=2, identity="constant", shortcut="projection", transient_channels=3,
@@ -18,6 +18,7 @@ LAYERS = [
     lambda: ResNetInitConv2D(8, 3, transient_ratio=0.25, padding="same"),
     lambda: BlockShortcut(16, 8, 4, strides=2, mode="projection", epsilon=1e-3),
     lambda: ForgetGate(channels=4, strides=2, bias_initializer="zeros"),
+    lambda: BatchNormalization(momentum=0.8, epsilon=1e-3),
 ]
 
 
@@ -39,7 +40,7 @@ def small_model():
     c = RiRConv2D(8, identity="shortcut", activation=None, name="shortcut")(b)
     s = BlockShortcut(8, 4, 4, strides=2, name="outer")(a)
     s = ForgetGate(channels=4, strides=2, name="gate")([a, s])
-    x = keras.layers.Add()([c, s])
+    x = BatchNormalization(name="bn")(keras.layers.Add()([c, s]))
     outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
     model = keras.Model(inputs, outputs)
     rng = np.random.default_rng(0)
