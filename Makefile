@@ -32,7 +32,7 @@ test: install
 	$(BIN)/python -m pytest -q --durations=15 tests
 
 bench: install
-	$(BIN)/python -m pip install --quiet ".[bench]"
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/run.py --output docs/benchmarks.md
 
 campaign: install

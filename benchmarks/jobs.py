@@ -7,6 +7,7 @@ factory imports its framework when called, so one worker process holds one frame
 """
 import os
 import tempfile
+import types
 
 import numpy as np
 
@@ -75,16 +76,54 @@ def matmul(size=4096, dtype="float32"):
     return step, {"flop": 2 * size ** 3, "dtype": dtype, "size": size}
 
 
-def keras_train(model="rir32", batch_size=BATCH, jit_compile="auto", policy="float32"):
-    """One ``train_on_batch`` of a registry model compiled by ``rir_keras.training.compile_model``."""
+KERNELS = ("default", "keras-batch-norm", "slices")
+
+
+def _slice_leading_channels(x, channels):
+    return x[..., :channels]
+
+
+def _slice_subsample(x, strides):
+    return x[:, :: strides[0], :: strides[1]]
+
+
+def _trace_with(kernels, model, step):
+    """Trace ``step`` (the model's first training step) with one of the package's speed-ups undone:
+    ``"keras-batch-norm"``, Keras' own BatchNormalization computation instead of the fused kernel;
+    ``"slices"``, the shortcuts' channel split and subsampling as slices ``x[..., :c]``, ``x[:, ::2, ::2]``.
+    The traced function keeps the kernels it was traced with."""
+    import keras
+
+    from rir_keras import layers
+
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels must be one of {KERNELS}. Received: kernels={kernels!r}")
+    if kernels == "keras-batch-norm":
+        for layer in model.layers:
+            for norm in (layer, getattr(layer, "batch_norm", None)):
+                if isinstance(norm, layers.BatchNormalization):
+                    norm.call = types.MethodType(keras.layers.BatchNormalization.call, norm)
+    saved = layers.leading_channels, layers.subsample
+    if kernels == "slices":
+        layers.leading_channels, layers.subsample = _slice_leading_channels, _slice_subsample
+    try:
+        step()
+    finally:
+        layers.leading_channels, layers.subsample = saved
+
+
+def keras_train(model="rir32", batch_size=BATCH, jit_compile="auto", policy="float32", kernels="default"):
+    """One ``train_on_batch`` of a registry model compiled by ``rir_keras.training.compile_model``
+    (``kernels``: the package's default kernels, or one speed-up undone: see ``_trace_with``)."""
     import keras
 
     built = _compiled_keras_model(model, batch_size, jit_compile, policy)
     images, labels = synthetic_batch(batch_size)
     step = lambda: built.train_on_batch(images, labels)  # noqa: E731 (returns numpy: synchronous)
-    step()
+    _trace_with(kernels, built, step)
     info = {"backend": keras.backend.backend(), "parameters": built.count_params(),
-            "jit_compile": bool(built.jit_compile), "policy": policy, "forward_macs": forward_macs(built)}
+            "jit_compile": bool(built.jit_compile), "policy": policy, "forward_macs": forward_macs(built),
+            "kernels": kernels}
     return step, info
 
 
@@ -95,8 +134,9 @@ def keras_predict(model="rir32", batch_size=BATCH, jit_compile="auto", policy="f
     return (lambda: built.predict_on_batch(images)), {"jit_compile": bool(built.jit_compile)}
 
 
-def torch_train(batch_size=BATCH, channels_last=False):
-    """One SGD (momentum 0.9) step of the plain-PyTorch ResNet-32 on a fixed batch."""
+def torch_train(batch_size=BATCH, channels_last=False, compile=False, bfloat16=False):
+    """One SGD (momentum 0.9) step of the plain-PyTorch ResNet-32 on a fixed batch: eager or
+    ``torch.compile``d (forward and backward), float32 or under bfloat16 autocast."""
     import torch
 
     import torch_resnet32
@@ -111,13 +151,22 @@ def torch_train(batch_size=BATCH, channels_last=False):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     loss_fn = torch.nn.CrossEntropyLoss()
 
+    def forward_backward():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+            loss = loss_fn(model(images), labels)
+        loss.backward()
+        return loss
+
+    if compile:
+        forward_backward = torch.compile(forward_backward)
+
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(images), labels)
-        loss.backward()
+        loss = forward_backward()
         optimizer.step()
         return loss.item()
 
+    step()  # compiles, where compiled
     trainable, counted = torch_resnet32.parameter_count(model)
     return step, {"parameters": counted, "trainable_parameters": trainable, "threads": torch.get_num_threads(),
                   "torch": torch.__version__}

@@ -10,7 +10,8 @@ Sections (each runnable alone; a run rewrites only its own sections of the outpu
 - models:  training images/second of RiR32, ResNet32 and CNN32 on the TensorFlow and JAX backends,
            and the peer: a plain-PyTorch ResNet-32 on the same batch.
 - export:  inference latency of an exported SavedModel at batch 1 and 128.
-- profile: where the time goes: XLA on/off, mixed_bfloat16, the data pipeline, time per op type.
+- profile: what makes the default path fast: each speed-up undone in turn, threads, XLA, mixed_bfloat16
+           (where the CPU computes bfloat16), the data pipeline, time per op type.
 
 Each framework runs in its own worker process (worker.py); variants compared with each other are
 timed in turns within one run (timing.py), so the ratios hold on a shared, noisy machine.
@@ -100,11 +101,13 @@ class Session:
         self.workers = {}
         self.log = tempfile.NamedTemporaryFile("w", prefix="bench-workers-", suffix=".log", delete=False)
 
-    def worker(self, framework):
-        if framework not in self.workers:
-            say(f"starting the {framework} worker (log: {self.log.name})")
-            self.workers[framework] = Worker(framework, self.log)
-        return self.workers[framework]
+    def worker(self, framework, **env):
+        """The worker of ``framework`` whose environment adds ``env``, started on first use."""
+        key = (framework, tuple(sorted(env.items())))
+        if key not in self.workers:
+            say(f"starting the {framework} worker {env or ''}(log: {self.log.name})")
+            self.workers[key] = Worker(framework, self.log, env)
+        return self.workers[key]
 
     def close(self):
         for worker in self.workers.values():
@@ -173,10 +176,10 @@ def models_section(session, args):
                             model=model, batch_size=BATCH, jit_compile="auto"))
     torch_jobs = []
     if args.torch and importlib.util.find_spec("torch"):
-        for layout, channels_last in (("NCHW", False), ("channels_last", True)):
-            say(f"models: building the PyTorch ResNet-32, {layout}")
-            torch_jobs.append(Job(f"torch:{layout}", session.worker("torch"), f"train-resnet32-{layout}",
-                                  args.model_steps, "torch_train", batch_size=BATCH, channels_last=channels_last))
+        for variant, options in torch_variants(native_bf16=bool(cpu_flags() & BF16_FLAGS)):
+            say(f"models: building the PyTorch ResNet-32, {variant}")
+            torch_jobs.append(Job(f"torch:{variant}", session.worker("torch"), f"train-resnet32-{variant}",
+                                  args.model_steps, "torch_train", batch_size=BATCH, **options))
         jobs += torch_jobs
     limits = [Job(f"matmul:{dtype}", session.worker("tensorflow"), f"matmul-{dtype}", 1, "matmul", dtype=dtype)
               for dtype in ("float32", "bfloat16") if dtype == "float32" or cpu_flags() & BF16_FLAGS]
@@ -187,7 +190,7 @@ def models_section(session, args):
     rows = []
     for job in jobs:
         framework, model = job.label.split(":")
-        backend = "PyTorch (plain, eager)" if framework == "torch" else f"Keras, {framework} backend"
+        backend = "PyTorch" if framework == "torch" else f"Keras, {framework} backend"
         xla = "n/a" if framework == "torch" else ("on" if job.info["jit_compile"] else "off")
         model = f"ResNet-32 (torch_resnet32.py), {model}" if framework == "torch" else model
         macs = job.info.get("forward_macs") or baseline.info["forward_macs"]  # the peer: ResNet-32's
@@ -204,7 +207,9 @@ def models_section(session, args):
         "with `TrainConfig` defaults (SGD momentum 0.9, `jit_compile=\"auto\"`: off for TensorFlow on a "
         "CPU-only machine, on for JAX); one step is `model.train_on_batch`. The PyTorch peer is "
         "`benchmarks/torch_resnet32.py` (He et al.'s CIFAR layout, option-A shortcuts) in PyTorch's default NCHW "
-        "layout and in channels_last (often faster on CPU), SGD "
+        "layout, in channels_last (often faster on CPU), and channels_last with `torch.compile` (forward and "
+        "backward; inductor's CPU code); with bfloat16 autocast too where the CPU computes bfloat16 "
+        f"natively ({'it does' if cpu_flags() & BF16_FLAGS else 'this one does not: no bfloat16 rows'}). SGD "
         "momentum 0.9, cross-entropy, default threads. Each framework runs in its own process; each "
         f"repeat times {args.model_steps} steps of every row in turns. Parameters include batch-norm "
         "statistics.",
@@ -230,22 +235,30 @@ def models_section(session, args):
     if "jax" in frameworks:
         jax_job = by_label["jax:resnet32"]
         summary.append(f"- ResNet32 throughput, JAX / TensorFlow = {ratio_text(ratios(baseline, jax_job))}.")
-    for torch_job in torch_jobs:
-        layout = torch_job.label.split(":")[1]
-        cpu = median([t / b for t, b in zip(torch_job.cpu_seconds, baseline.cpu_seconds)])
-        summary.append(f"- **The peer ({layout}): our TensorFlow ResNet32 training throughput / PyTorch ResNet-32 = "
-                       f"{ratio_text(ratios(torch_job, baseline))}** (by CPU time: {cpu:.2f})"
-                       + (f"; our JAX ResNet32 / PyTorch = {ratio_text(ratios(torch_job, by_label['jax:resnet32']))}"
-                          if "jax" in frameworks else "") + ".")
     if torch_jobs:
+        best = min(torch_jobs, key=lambda job: median(job.seconds))
+        ours = "; ".join(f"{framework} {model.replace('32', '-32')} {ratio_text(ratios(best, by_label[f'{framework}:{model}']))}"
+                         for framework in frameworks for model in ("resnet32", "rir32"))
+        summary.append(f"- **The peer's best** is {best.label.split(':')[1]} ({BATCH / median(best.seconds):.0f} "
+                       f"images/s). Our training throughput over it: {ours}.")
         info = torch_jobs[0].info
         summary.append(f"- Same batch, input size and optimizer. Parameters: ours {baseline.info['parameters']:,}, "
                        f"PyTorch {info['parameters']:,}, of which {info['trainable_parameters']:,} trainable in "
-                       f"both (the rest are batch-norm statistics); torch {info['torch']}, {info['threads']} threads, "
-                       "eager mode (no `torch.compile`).")
+                       f"both (the rest are batch-norm statistics); torch {info['torch']}, {info['threads']} threads.")
     else:
         summary.append("- PyTorch is not installed (`pip install -e '.[bench]'`): no peer measured.")
     return "\n".join(lines + ["", "Ratios (median [min-max] over repeats):", ""] + summary)
+
+
+def torch_variants(native_bf16):
+    """The PyTorch peer's configurations: ``(name, torch_train options)``; bfloat16 only where native."""
+    variants = [("NCHW, eager", {}), ("channels_last, eager", {"channels_last": True}),
+                ("channels_last, torch.compile", {"channels_last": True, "compile": True})]
+    if native_bf16:
+        variants += [("channels_last, eager, bfloat16 autocast", {"channels_last": True, "bfloat16": True}),
+                     ("channels_last, torch.compile, bfloat16 autocast",
+                      {"channels_last": True, "compile": True, "bfloat16": True})]
+    return variants
 
 
 def export_section(session, args):
@@ -280,17 +293,30 @@ def export_section(session, args):
     ])
 
 
+PROFILE_VARIANTS = (
+    # (label, worker environment, keras_train options)
+    ("default: oneDNN kernels, fused batch norm, split and pooled shortcuts, XLA off, float32", {}, {}),
+    ("TensorFlow's own CPU kernels (`TF_ENABLE_ONEDNN_OPTS=0`)", {"TF_ENABLE_ONEDNN_OPTS": "0"}, {}),
+    ("Keras' BatchNormalization computation (not fused)", {}, {"kernels": "keras-batch-norm"}),
+    ("slices in the shortcuts (`x[..., :c]`, `x[:, ::2, ::2]`)", {}, {"kernels": "slices"}),
+    ("one inter-op thread (`TF_NUM_INTEROP_THREADS=1`)", {"TF_NUM_INTEROP_THREADS": "1"}, {}),
+    ("XLA on (`jit_compile=True`)", {}, {"jit_compile": True}),
+)
+BF16_VARIANTS = (
+    ("mixed_bfloat16, XLA off", {}, {"policy": "mixed_bfloat16"}),
+    ("mixed_bfloat16, XLA on", {}, {"policy": "mixed_bfloat16", "jit_compile": True}),
+)
+
+
 def profile_section(session, args):
-    tf = session.worker("tensorflow")
-    variants = (("default: XLA off (`jit_compile=\"auto\"` on CPU), float32", False, "float32"),
-                ("XLA on, float32", True, "float32"),
-                ("XLA off, mixed_bfloat16", False, "mixed_bfloat16"),
-                ("XLA on, mixed_bfloat16", True, "mixed_bfloat16"))
+    native_bf16 = bool(cpu_flags() & BF16_FLAGS)
     jobs = []
-    for label, jit, policy in variants:
+    for index, (label, env, options) in enumerate(PROFILE_VARIANTS + (BF16_VARIANTS if native_bf16 else ())):
         say(f"profile: rir32, {label}")
-        jobs.append(Job(label, tf, f"profile-{jit}-{policy}", args.profile_steps, "keras_train",
-                        model="rir32", batch_size=BATCH, jit_compile=jit, policy=policy))
+        options = {"jit_compile": False, **options}
+        jobs.append(Job(label, session.worker("tensorflow", **env), f"profile-{index}", args.profile_steps,
+                        "keras_train", model="rir32", batch_size=BATCH, **options))
+    tf = session.worker("tensorflow")
     say("profile: data pipeline")
     data = Job("data", tf, "array-batches", args.data_steps, "array_batches", batch_size=BATCH)
     interleave(jobs + [data], session.repeats, progress=lambda m: say(f"profile: {m}"))
@@ -307,14 +333,17 @@ def profile_section(session, args):
     op_rows = op_table_rows(traces, top=12)
     fastest = max(jobs, key=lambda job: median(ratios(default, job)))
     return "\n".join([
-        f"RiR32, full width, batch {BATCH}, synthetic data, `train_on_batch` as in section 2, one worker "
-        f"process, all rows timed in turns ({args.profile_steps} step(s) of each per repeat). Speed-up is "
-        "the default's time / the variant's time (higher is faster).",
+        f"RiR32, full width, batch {BATCH}, synthetic data, `train_on_batch` as in section 2: the default "
+        "path, then each of its speed-ups undone in turn, then other settings. Rows that need another "
+        "environment run in a worker process of their own; all rows are timed in turns "
+        f"({args.profile_steps} step(s) of each per repeat). Speed-up is the default's time / the variant's "
+        "time (higher is faster).",
         "",
         table(["variant", "ms / step (median)", "images / s", "speed-up vs default"], rows),
         "",
         f"Fastest: **{fastest.label}** ({ratio_text(ratios(default, fastest))} × the default). "
-        "This CPU has no bf16 arithmetic (see the machine line), so bf16 runs emulated.",
+        + ("" if native_bf16 else "This CPU has no bfloat16 arithmetic (see the machine line): mixed_bfloat16 "
+           "would run emulated, so it is not measured."),
         "",
         "**Data pipeline.** One training batch from `rir_keras.data.ArrayBatches` as `rir_keras.training` "
         "configures it (shuffle, pad-4 crop + flip, float32; the model normalizes) from 50,000 uint8 "

@@ -14,11 +14,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class Worker:
-    """A ``worker.py`` process holding one framework (``"tensorflow"``, ``"jax"`` or ``"torch"``)."""
+    """A ``worker.py`` process holding one framework (``"tensorflow"``, ``"jax"`` or ``"torch"``), with
+    ``env`` added to its environment (e.g. ``{"TF_ENABLE_ONEDNN_OPTS": "0"}``)."""
 
-    def __init__(self, framework, log):
+    def __init__(self, framework, log, env=None):
         self.framework = framework
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": os.pathsep.join(
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {}), "PYTHONPATH": os.pathsep.join(
             p for p in (HERE, os.environ.get("PYTHONPATH")) if p)}
         self.process = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "worker.py"), framework], stdin=subprocess.PIPE,

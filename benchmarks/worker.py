@@ -67,6 +67,7 @@ def main():
         raise SystemExit(f"framework must be one of {FRAMEWORKS}. Received: framework={framework!r}")
     if framework != "torch":
         os.environ["KERAS_BACKEND"] = framework
+        import rir_keras  # noqa: F401 (first, as a user should: it picks TensorFlow's CPU kernels before they load)
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # library chatter on fd 1 goes to stderr, away from the replies
     sys.stdout = sys.stderr
