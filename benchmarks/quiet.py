@@ -78,7 +78,10 @@ def quiet_machine(pid_file=DEFAULT_PID_FILE, max_busy=0.5, wait_seconds=300.0, a
     """Pause the campaign, wait for idle CPUs (``max_busy`` cores busy per core at most), yield the
     `Conditions` (``load_after`` filled in on exit), resume the campaign."""
     pid = campaign_pid(pid_file)
+    terminate = signal.getsignal(signal.SIGTERM)
     if pid is not None:
+        # A `kill` of the benchmark must resume the campaign too: SIGTERM unwinds through `finally`.
+        signal.signal(signal.SIGTERM, _exit_on_term)
         say(f"pausing the training campaign (PID {pid}) for this section")
         os.kill(pid, signal.SIGSTOP)
     try:
@@ -99,4 +102,9 @@ def quiet_machine(pid_file=DEFAULT_PID_FILE, max_busy=0.5, wait_seconds=300.0, a
     finally:
         if pid is not None:
             os.kill(pid, signal.SIGCONT)
+            signal.signal(signal.SIGTERM, terminate)
             say(f"resumed the training campaign (PID {pid})")
+
+
+def _exit_on_term(signum, frame):
+    raise SystemExit(128 + signum)

@@ -247,7 +247,24 @@ def models_section(session, args):
                        f"both (the rest are batch-norm statistics); torch {info['torch']}, {info['threads']} threads.")
     else:
         summary.append("- PyTorch is not installed (`pip install -e '.[bench]'`): no peer measured.")
-    return "\n".join(lines + ["", "Ratios (median [min-max] over repeats):", ""] + summary)
+    return "\n".join(lines + ["", "Ratios (median [min-max] over repeats):", ""] + summary
+                     + ["", "**Goals** (TensorFlow, the default path):", ""] + goals(by_label, torch_jobs, limit))
+
+
+def goals(by_label, torch_jobs, limit):
+    """The speed goals, each met or missed, from the models section's jobs."""
+    rir, resnet = by_label["tensorflow:rir32"], by_label["tensorflow:resnet32"]
+    share = TRAINING_PASSES * 2 * rir.info["forward_macs"] * BATCH / median(rir.seconds) / limit["float32"]
+    time_ratio = median(ratios(rir, resnet))
+    lines = [f"- RiR-32 at 70% or more of the float32 limit: {100 * share:.0f}%, "
+             f"{'met' if share >= 0.7 else 'missed'}.",
+             f"- RiR-32 time / ResNet-32 time at most 1.05: {time_ratio:.2f}, {'met' if time_ratio <= 1.05 else 'missed'}."]
+    if torch_jobs:
+        best = min(torch_jobs, key=lambda job: median(job.seconds))
+        over = median(ratios(best, rir))
+        lines.append(f"- RiR-32 at least the peer's best throughput ({best.label.split(':')[1]}): "
+                     f"{over:.2f} of it, {'met' if over >= 1.0 else 'missed'}.")
+    return lines
 
 
 def torch_variants(native_bf16):

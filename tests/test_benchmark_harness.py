@@ -48,3 +48,17 @@ def test_a_busy_machine_is_refused(quiet, campaign, monkeypatch):
     with quiet.quiet_machine(pid_file, wait_seconds=0, allow_busy=True, say=lambda m: None) as conditions:
         pass
     assert conditions.forced and "busy machine" in conditions.describe()
+
+
+def test_a_benchmark_killed_mid_section_resumes_the_campaign(campaign):
+    process, pid_file = campaign
+    script = ("import sys, time; sys.path.insert(0, 'benchmarks'); import quiet\n"
+              f"with quiet.quiet_machine({str(pid_file)!r}, allow_busy=True, say=lambda m: None):\n"
+              "    print('measuring', flush=True); time.sleep(60)\n")
+    bench = subprocess.Popen([sys.executable, "-c", script], cwd=pathlib.Path(__file__).parent.parent,
+                             stdout=subprocess.PIPE, text=True)
+    assert bench.stdout.readline().strip() == "measuring"
+    assert state(process.pid) == "T"
+    bench.terminate()  # SIGTERM, as `kill PID` sends
+    assert bench.wait(timeout=30) != 0
+    assert state(process.pid) != "T"
