@@ -79,8 +79,10 @@ def matmul(size=4096, dtype="float32"):
 KERNELS = ("default", "keras-batch-norm", "slices")
 
 
-def _slice_leading_channels(x, channels):
-    return x[..., :channels]
+def _slice_and_pad(x, channels):
+    from rir_keras.layers import fit_channels
+
+    return fit_channels(x[..., :channels], x.shape[-1])
 
 
 def _slice_subsample(x, strides):
@@ -90,7 +92,8 @@ def _slice_subsample(x, strides):
 def _trace_with(kernels, model, step):
     """Trace ``step`` (the model's first training step) with one of the package's speed-ups undone:
     ``"keras-batch-norm"``, Keras' own BatchNormalization computation instead of the fused kernel;
-    ``"slices"``, the shortcuts' channel split and subsampling as slices ``x[..., :c]``, ``x[:, ::2, ::2]``.
+    ``"slices"``, the shortcuts' channel mask and subsampling as slices ``x[..., :c]`` (padded back with
+    zeros) and ``x[:, ::2, ::2]``.
     The traced function keeps the kernels it was traced with."""
     import keras
 
@@ -103,13 +106,13 @@ def _trace_with(kernels, model, step):
             for norm in (layer, getattr(layer, "batch_norm", None)):
                 if isinstance(norm, layers.BatchNormalization):
                     norm.call = types.MethodType(keras.layers.BatchNormalization.call, norm)
-    saved = layers.leading_channels, layers.subsample
+    saved = layers.zero_channels_after, layers.subsample
     if kernels == "slices":
-        layers.leading_channels, layers.subsample = _slice_leading_channels, _slice_subsample
+        layers.zero_channels_after, layers.subsample = _slice_and_pad, _slice_subsample
     try:
         step()
     finally:
-        layers.leading_channels, layers.subsample = saved
+        layers.zero_channels_after, layers.subsample = saved
 
 
 def keras_train(model="rir32", batch_size=BATCH, jit_compile="auto", policy="float32", kernels="default"):

@@ -312,10 +312,10 @@ def export_section(session, args):
 
 PROFILE_VARIANTS = (
     # (label, worker environment, keras_train options)
-    ("default: oneDNN kernels, fused batch norm, split and pooled shortcuts, XLA off, float32", {}, {}),
+    ("default: oneDNN kernels, fused batch norm, masked and pooled shortcuts, XLA off, float32", {}, {}),
     ("TensorFlow's own CPU kernels (`TF_ENABLE_ONEDNN_OPTS=0`)", {"TF_ENABLE_ONEDNN_OPTS": "0"}, {}),
     ("Keras' BatchNormalization computation (not fused)", {}, {"kernels": "keras-batch-norm"}),
-    ("slices in the shortcuts (`x[..., :c]`, `x[:, ::2, ::2]`)", {}, {"kernels": "slices"}),
+    ("slices in the shortcuts (`x[..., :c]` padded back, `x[:, ::2, ::2]`)", {}, {"kernels": "slices"}),
     ("one inter-op thread (`TF_NUM_INTEROP_THREADS=1`)", {"TF_NUM_INTEROP_THREADS": "1"}, {}),
     ("XLA on (`jit_compile=True`)", {}, {"jit_compile": True}),
 )

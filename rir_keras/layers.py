@@ -205,6 +205,13 @@ def leading_channels(x, channels):
     return ops.split(x, [channels], axis=-1)[0]
 
 
+def zero_channels_after(x, channels):
+    """``x`` with its channels from ``channels`` on set to zero (a product with a 0/1 mask)."""
+    if channels == x.shape[-1]:
+        return x
+    return x * ops.convert_to_tensor(np.arange(x.shape[-1]) < channels, dtype=x.dtype)
+
+
 def subsample(x, strides):
     """``x[:, ::sh, ::sw]``, as an average pooling of window 1 (the same values; its gradient is
     several times faster in TensorFlow than a strided slice's)."""
@@ -429,12 +436,15 @@ class BlockShortcut(keras.layers.Layer):
         return (input_shape[0], *spatial, self.filters)
 
     def call(self, inputs, training=None):
-        residual = leading_channels(inputs, self.input_residual_channels)
         if self.projection is not None:
-            residual = self.batch_norm(self.projection(residual), training=training)
-        else:
-            residual = subsample(residual, self.strides)
-            residual = fit_channels(residual, self.residual_channels)
+            residual = leading_channels(inputs, self.input_residual_channels)
+            return fit_channels(self.batch_norm(self.projection(residual), training=training), self.filters)
+        residual = subsample(inputs, self.strides)
+        if self.input_residual_channels <= self.residual_channels and inputs.shape[-1] <= self.filters:
+            # [residual | transient] -> [residual | zeros | zeros] in one product with a 0/1 mask: cheaper,
+            # gradient included, than taking the residual channels apart and padding them back.
+            return fit_channels(zero_channels_after(residual, self.input_residual_channels), self.filters)
+        residual = fit_channels(leading_channels(residual, self.input_residual_channels), self.residual_channels)
         return fit_channels(residual, self.filters)
 
     def get_config(self):
