@@ -1,7 +1,7 @@
 """A quiet machine for every benchmark section: the training campaign paused, the load checked and recorded.
 
-Timings taken beside other work are worthless on a 2-core machine (docs/benchmarks.md once said
-RiR-32 trains at 59 images/s, measured at load 4-5; a quiet machine gives about 245). So each
+Timings taken beside other work are worthless on a 2-core machine (docs/benchmarks.md once gave
+ratios that spread from 0.55 to 5.32 within one row, measured at load 4-5). So each
 section runs inside `quiet_machine`: it pauses the background campaign (``kill -STOP`` on the PID
 in its pid file, ``kill -CONT`` afterwards, whatever happens), then waits until the CPUs are idle
 (busy share of all cores, from /proc/stat over a few seconds, at most ``max_busy`` per core) and
