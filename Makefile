@@ -29,7 +29,7 @@ demo: install
 		--epochs 1 --steps-per-epoch 60 --batch-size 128 --output runs/demo --restart
 
 test: install
-	$(BIN)/python -m pytest -q --durations=15 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

@@ -39,7 +39,7 @@ setup(
     extras_require={
         "tensorflow": TENSORFLOW,
         "jax": JAX,
-        "test": TENSORFLOW + ["pytest>=8,<10", "jax[cpu]>=0.4.30,<0.11", "tf2onnx>=1.16,<1.18", "onnxruntime>=1.18,<1.33"],
+        "test": TENSORFLOW + ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "jax[cpu]>=0.4.30,<0.11", "tf2onnx>=1.16,<1.18", "onnxruntime>=1.18,<1.33"],
         "bench": ["torch==2.13.0"],
     },
     entry_points={

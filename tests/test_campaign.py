@@ -78,16 +78,25 @@ def log_epochs(path):
     return len(runs.read_log(path).get("epoch", []))
 
 
+def start(command, output, env, log):
+    """The command writing to ``output``, its stderr in the file ``log``: runs beside the test."""
+    with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command + ["--output", str(output)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=handle)
+
+
+def finished(process, log):
+    assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
+
+
 def test_a_run_killed_and_continued_from_a_copy_ends_with_the_uninterrupted_weights(cli_env, tmp_path):
     command = [sys.executable, "-m", "rir_keras.cli", "reproduce", "--table", "32", "--models", "rir32",
                "--seeds", "0", "--dataset", "cifar10-mini", "--recipe", "fast", "--epochs", "4", "--verbose", "0",
                *TINY_FLAGS]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    done = subprocess.run(command + ["--output", str(whole)], env=cli_env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    process = subprocess.Popen(command + ["--output", str(cut)], env=cli_env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The uninterrupted run and the one to be killed run side by side (each is mostly start-up).
+    uninterrupted = start(command, whole, cli_env, tmp_path / "whole.log")
+    process = start(command, cut, cli_env, tmp_path / "cut.log")
     deadline = time.monotonic() + 240
     run = cut / "rir32" / "seed0"
     while not runs.backed_up_epochs(run) and process.poll() is None and time.monotonic() < deadline:
@@ -97,17 +106,20 @@ def test_a_run_killed_and_continued_from_a_copy_ends_with_the_uninterrupted_weig
     finished_before = runs.backed_up_epochs(run)
     assert 1 <= finished_before < 4, "the kill should land mid-run"
 
-    reference = keras.saving.load_model(whole / "rir32" / "seed0" / "model.keras", compile=False).get_weights()
     # The committed state, checked out on another machine: with TensorFlow (the CPU campaign), and
     # with JAX (the GPU machines have no TensorFlow), whose kernels round differently: its float
     # drift grows over the continued epochs to a few 1e-3, where a wrong state differs by ~1.
-    for backend, tolerance in (("tensorflow", 1e-5), ("jax", 2e-2)):
+    tolerances = {"tensorflow": 1e-5, "jax": 2e-2}
+    resumed = {}
+    for backend in tolerances:
         copy = tmp_path / "elsewhere" / backend
         shutil.copytree(cut, copy)
-        resumed = subprocess.run(command + ["--output", str(copy)], env={**cli_env, "KERAS_BACKEND": backend},
-                                 capture_output=True, text=True, timeout=300)
-        assert resumed.returncode == 0, resumed.stderr[-3000:]
-        run = copy / "rir32" / "seed0"
+        resumed[backend] = start(command, copy, {**cli_env, "KERAS_BACKEND": backend}, tmp_path / f"{backend}.log")
+    finished(uninterrupted, tmp_path / "whole.log")
+    reference = keras.saving.load_model(whole / "rir32" / "seed0" / "model.keras", compile=False).get_weights()
+    for backend, tolerance in tolerances.items():
+        finished(resumed[backend], tmp_path / f"{backend}.log")
+        run = tmp_path / "elsewhere" / backend / "rir32" / "seed0"
         results = json.loads((run / "results.json").read_text())
         assert results["epochs_this_run"] == 4 - finished_before and results["recipe"] == "fast"
         assert results["history"]["epoch"] == [0.0, 1.0, 2.0, 3.0] and results["backend"] == backend

@@ -16,7 +16,7 @@ import pytest
 
 from rir_keras import cli, export
 from rir_keras.applications import (
-    CNN32, AllCNNC, ResNet32, ResNetInit32, RiR18Wide, RiR32, RiRNet,
+    AllCNNC, ResNet32, RiR18Wide, RiR32, RiRNet,
 )
 from rir_keras.preprocessing import CIFAR10_CLASSES, CIFAR100_CLASSES
 
@@ -25,10 +25,11 @@ pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason=
 TOP_K = 3
 SMALL = dict(blocks_per_stage=(1, 1, 1), widths=(8, 8, 8))
 # One model per family, width-reduced; building them is cheap, tracing them for export is not.
+# Every layer type the package has: plain Conv2D + BatchNorm and outer shortcuts (ResNet-32; CNN-32 has
+# nothing more), generalized layers (RiR-32; ResNet Init-32 has nothing more), projection shortcuts,
+# dropout, forget gates and the other identity placements.
 FAMILIES = {
-    "cnn32": lambda: CNN32(width_multiplier=0.125),
     "resnet32": lambda: ResNet32(width_multiplier=0.125),
-    "resnet_init32": lambda: ResNetInit32(width_multiplier=0.125),
     "rir32": lambda: RiR32(width_multiplier=0.125),
     "rir18_wide": lambda: RiR18Wide(width_multiplier=0.125),
     "all_cnn_c_resnet_init": lambda: AllCNNC(resnet_init=True, width_multiplier=0.125),
