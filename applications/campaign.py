@@ -56,6 +56,21 @@ def read_plan(folder):
     return runs.read_json(path)
 
 
+TARGET_ACCURACY = 0.90  # the time-to-accuracy mark (docs/benchmarks.md)
+
+
+def time_to_accuracy(run, target=TARGET_ACCURACY):
+    """``(epochs, seconds)`` the run took to first reach ``target`` test accuracy, or None if it has
+    not. The seconds add up the epochs' logged wall times, so they include whatever slowed the machine."""
+    log = runs.read_log(os.path.join(run, "log.csv"))
+    elapsed = 0.0
+    for epoch, (accuracy, seconds) in enumerate(zip(log.get("val_accuracy", []), log.get("seconds", [])), 1):
+        elapsed += seconds
+        if accuracy >= target:
+            return epoch, elapsed
+    return None
+
+
 def status(folder):
     """Each planned run's epochs done and left, last test accuracy and ETA, as text."""
     plan = read_plan(folder)
@@ -64,7 +79,7 @@ def status(folder):
     by_model = {name: [p.seconds_per_epoch for n, _, p in progress if n == name and p.seconds_per_epoch]
                 for name in plan["models"]}
     rows, total = [], 0.0
-    for name, seed, p in progress:
+    for (name, seed, p), (_, _, run) in zip(progress, runs_of(folder, plan)):
         planned = p.epochs_total or plan["epochs"]
         speed = p.seconds_per_epoch or (statistics.median(by_model[name]) if by_model[name] else
                                         statistics.median(measured) if measured else None)
@@ -72,13 +87,16 @@ def status(folder):
         eta = 0.0 if p.finished else (left * speed if speed else None)
         total = None if total is None or eta is None else total + eta
         accuracy = p.test_accuracy if p.finished else p.last_accuracy
+        reached = time_to_accuracy(run)
         rows.append([name, seed, f"{p.epochs_done}/{planned}", left,
                      "" if accuracy is None else f"{100 * accuracy:.2f}" + (" (final)" if p.finished else ""),
+                     "" if reached is None else f"epoch {reached[0]}, {runs.format_duration(reached[1])}",
                      "" if speed is None else f"{speed:.0f}" + ("" if p.seconds_per_epoch else " (est.)"),
                      "finished" if p.finished else runs.format_duration(eta)])
-    header = ["model", "seed", "epochs", "left", "test accuracy (%)", "s/epoch", "ETA"]
+    header = ["model", "seed", "epochs", "left", "test accuracy (%)",
+              f"{100 * TARGET_ACCURACY:.0f}% reached (logged time)", "s/epoch", "ETA"]
     left = sum(row[3] for row in rows)
     return (f"{folder}: table {plan['table']}, recipe {plan['recipe']}, dataset {plan['dataset']}\n\n"
-            + reporting.markdown_table(header, rows, align=["---", "---:", "---:", "---:", "---:", "---:", "---:"])
+            + reporting.markdown_table(header, rows, align=["---"] + ["---:"] * 7)
             + f"\n\n{left} epochs left; ETA {runs.format_duration(total)} at the measured speeds "
               "(s/epoch marked est. borrows another run's).\n")

@@ -18,6 +18,7 @@ from rir_keras.reporting import write_json, write_text
 SETTINGS_FILE = "run.json"
 BACKUP_POINTER = "training_metadata.json"  # in backup/: the epochs done and the weights file holding them
 SESSIONS_FILE = "sessions.jsonl"
+RECENT_EPOCHS = 3  # the epochs whose median time is a run's current speed
 
 
 class TrainingStopped(Exception):
@@ -153,7 +154,7 @@ class Progress:
     finished: bool
     last_accuracy: float  # the last logged epoch's test (validation) accuracy, or None
     test_accuracy: float  # the finished run's final test accuracy, or None
-    seconds_per_epoch: float  # median wall time of its logged epochs, or None
+    seconds_per_epoch: float  # median wall time of its last three logged epochs (the speed now), or None
 
     @property
     def epochs_left(self):
@@ -222,7 +223,7 @@ def progress(folder):
         epochs_total=total, finished=results is not None,
         last_accuracy=accuracies[-1] if accuracies else None,
         test_accuracy=results["test_accuracy"] if results else None,
-        seconds_per_epoch=statistics.median(seconds) if seconds else None,
+        seconds_per_epoch=statistics.median(seconds[-RECENT_EPOCHS:]) if seconds else None,
     )
 
 

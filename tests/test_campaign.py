@@ -197,10 +197,20 @@ def test_status_prints_each_models_progress_and_an_eta(cli_env, tmp_path, capsys
     assert set(rows) == {("cnn32", "0"), ("cnn32", "1"), ("rir32", "0"), ("rir32", "1")}
     assert "1/1" in rows["cnn32", "0"] and "finished" in rows["cnn32", "0"]
     assert "0/1" in rows["rir32", "1"]
-    assert "left" in out and "ETA" in out
+    assert "left" in out and "ETA" in out and "90% reached" in out
 
 
 def test_status_of_a_folder_without_a_campaign_is_an_error(tmp_path, capsys):
     assert main(["reproduce", "--status", str(tmp_path / "nothing")]) == 2
     assert "Received: --status=" in capsys.readouterr().err
 
+
+
+def test_time_to_accuracy_adds_up_the_logged_epochs_until_the_mark(tmp_path):
+    from rir_keras.applications.campaign import time_to_accuracy
+
+    (tmp_path / "log.csv").write_text("epoch,accuracy,loss,seconds,val_accuracy,val_loss\n"
+                                      "0,0.5,1.0,600.0,0.85,1.0\n1,0.6,0.9,500.0,0.90,0.9\n2,0.7,0.8,400.0,0.95,0.8\n")
+    assert time_to_accuracy(tmp_path) == (2, 1100.0)
+    assert time_to_accuracy(tmp_path, target=0.96) is None
+    assert time_to_accuracy(tmp_path / "missing") is None
