@@ -12,11 +12,13 @@ Sections (each runnable alone; a run rewrites only its own sections of the outpu
 - export:  inference latency of an exported SavedModel at batch 1 and 128.
 - profile: what makes the default path fast: each speed-up undone in turn, threads, XLA, mixed_bfloat16
            (where the CPU computes bfloat16), the data pipeline, time per op type.
+- accuracy: minutes to 90% test accuracy for RiR-32 and ResNet-32, read from the campaign's logs.
 
 Each framework runs in its own worker process (worker.py); variants compared with each other are
 timed in turns within one run (timing.py), so the ratios hold on a shared, noisy machine.
 """
 import argparse
+import contextlib
 import datetime
 import importlib.metadata
 import importlib.util
@@ -35,12 +37,14 @@ from timing import Job, Worker, interleave, median, ratio_text, ratios
 
 from rir_keras.reporting import markdown_table as table
 
-SECTIONS = ("layers", "models", "export", "profile")
+SECTIONS = ("layers", "models", "export", "profile", "accuracy")
+TIMED = ("layers", "models", "export", "profile")  # the sections that need a quiet machine
 TITLES = {
     "layers": "1. One layer: RiRConv2D against Conv2D + BatchNorm + ReLU",
     "models": "2. Whole models: training throughput, TensorFlow, JAX and the PyTorch peer",
     "export": "3. Inference latency of the exported SavedModel",
     "profile": "4. Where the time goes, and what makes the default path fast",
+    "accuracy": "5. Time to 90% test accuracy, from the training campaign's logs",
 }
 LAYER_SIZES = ((32, 16), (16, 32), (8, 64))  # (height = width, channels): the ResNet-32 stages
 PLACEMENTS = ("init", "constant", "shortcut")
@@ -399,8 +403,36 @@ def op_table_rows(traces, top):
     return rows
 
 
+def accuracy_section(session, args):
+    from rir_keras import runs
+    from rir_keras.applications import campaign
+
+    folder = os.path.dirname(args.campaign_pid)
+    plan = campaign.read_plan(folder)
+    rows = []
+    for name, seed, run in campaign.runs_of(folder, plan):
+        if name not in ("rir32", "resnet32"):
+            continue
+        reached, log = campaign.time_to_accuracy(run), runs.read_log(os.path.join(run, "log.csv"))
+        accuracies = log.get("val_accuracy", [])
+        best = (f"best so far {100 * max(accuracies):.2f}% (epoch {accuracies.index(max(accuracies)) + 1} of "
+                f"{len(accuracies)} logged)" if accuracies else "not started")
+        rows.append([name, seed, plan["recipe"], f"epoch {reached[0]}" if reached else "not yet",
+                     f"{reached[1] / 60:.0f}" if reached else "", "" if reached else best])
+    return "\n".join([
+        f"The campaign in `{folder}` (`make campaign`: CIFAR-10 (JPEG copy), all 50,000 training images, "
+        f"test accuracy on all 10,000 test images after each epoch, recipe `{plan['recipe']}`). For each run of "
+        "RiR-32 and ResNet-32: the first epoch whose test accuracy reached 90%, and the minutes its epochs took "
+        "until then as logged (`log.csv`, column `seconds`). The campaign runs at the lowest priority beside "
+        "other work, so logged minutes are an upper bound on a quiet machine's; docs/results.md says which "
+        "epochs ran with which version. Nothing is timed in this section.",
+        "",
+        table(["model", "seed", "recipe", "90% reached", "minutes (logged)", "until then"], rows),
+    ])
+
+
 RUNNERS = {"layers": layers_section, "models": models_section, "export": export_section,
-           "profile": profile_section}
+           "profile": profile_section, "accuracy": accuracy_section}
 
 
 # --------------------------------------------------------------------------- markdown
@@ -460,11 +492,11 @@ def section_markdown(name, body, command, seconds, repeats, conditions):
     return "\n".join([
         f"## {TITLES[name]}",
         "",
-        f"Command: `{command}` · {stamp} · {repeats} repeats · section took {seconds / 60:.1f} min · "
-        f"{conditions.describe()}",
+        f"Command: `{command}` · {stamp} · "
+        + (f"{repeats} repeats · section took {seconds / 60:.1f} min · {conditions.describe()}" if conditions
+           else "read from logs, nothing timed"),
         "",
-        f"Machine: {machine()}",
-        "",
+        *([f"Machine: {machine()}", ""] if conditions else []),
         body,
     ])
 
@@ -501,7 +533,8 @@ def parse_args(argv):
     parser.add_argument("--no-jax", dest="jax", action="store_false", help="skip the JAX backend")
     parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch peer")
     parser.add_argument("--campaign-pid", default=quiet.DEFAULT_PID_FILE,
-                        help="pid file of the training campaign, paused (SIGSTOP) during each section")
+                        help="pid file of the training campaign, paused (SIGSTOP) during each timed section; "
+                             "section accuracy reads the logs in its folder")
     parser.add_argument("--max-busy", type=float, default=0.5,
                         help="a section starts only when at most this share of each core is busy")
     parser.add_argument("--wait", type=float, default=300, help="seconds to wait for a quiet machine")
@@ -528,7 +561,9 @@ def main(argv=None):
     session = Session(args.repeats)
     try:
         for name in args.sections:
-            with quiet.quiet_machine(args.campaign_pid, args.max_busy, args.wait, args.allow_busy, say) as conditions:
+            timed = name in TIMED
+            with (quiet.quiet_machine(args.campaign_pid, args.max_busy, args.wait, args.allow_busy, say) if timed
+                  else contextlib.nullcontext()) as conditions:
                 start = time.perf_counter()
                 body = RUNNERS[name](session, args)
                 seconds = time.perf_counter() - start
