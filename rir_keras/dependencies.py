@@ -66,9 +66,31 @@ def prefer_onednn():
     TensorFlow turns them on by itself only on CPUs with AVX512-class features; on others (an AVX2
     AMD EPYC, for one) its default kernels train RiR-32 about 1.4 times slower (docs/benchmarks.md).
     The results are the same to float rounding. ``TF_ENABLE_ONEDNN_OPTS=0`` keeps the default kernels.
+    Where TensorFlow came first and left them off, a warning says so (once, at import).
     """
     if "tensorflow" not in sys.modules:
         os.environ.setdefault(ONEDNN_VARIABLE, "1")
+    elif ONEDNN_VARIABLE not in os.environ and not onednn_by_default():
+        import warnings
+
+        warnings.warn("TensorFlow was imported before rir_keras, with its oneDNN CPU kernels off (TensorFlow turns "
+                      "them on only on CPUs with AVX512-class features): training runs about 1.7 times slower. "
+                      "Import rir_keras before keras or tensorflow, or set TF_ENABLE_ONEDNN_OPTS=1 (=0 to keep "
+                      "them off) before Python starts.", stacklevel=3)
+
+
+ONEDNN_CPU_FLAGS = {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16"}
+
+
+def onednn_by_default():
+    """Whether TensorFlow turns oneDNN on by itself here: on x86 CPUs with any of `ONEDNN_CPU_FLAGS`
+    (as TensorFlow's ``IsMKLEnabled`` decides), and on every other CPU we cannot read (assumed: no warning)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), None)
+    except OSError:
+        return True
+    return flags is None or bool(ONEDNN_CPU_FLAGS & set(flags))
 
 
 def require_tensorflow(what, instead=""):

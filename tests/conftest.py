@@ -7,6 +7,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import rir_keras  # noqa: E402,F401 (before any test imports Keras: TensorFlow's CPU kernels as a user gets them)
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
