@@ -64,7 +64,7 @@ def prefer_onednn():
     TensorFlow is already imported (the variable is read once, at its import).
 
     TensorFlow turns them on by itself only on CPUs with AVX512-class features; on others (an AVX2
-    AMD EPYC, for one) its default kernels train RiR-32 about 1.4 times slower (docs/benchmarks.md).
+    AMD EPYC, for one) its default kernels train RiR-32 about 1.7 times slower (docs/benchmarks.md, section 4).
     The results are the same to float rounding. ``TF_ENABLE_ONEDNN_OPTS=0`` keeps the default kernels.
     Where TensorFlow came first and left them off, a warning says so (once, at import).
     """

@@ -207,10 +207,13 @@ class GridSearch(keras_tuner.GridSearch):
         internals.save_tuner(self)
 
     def search(self, *fit_args, **fit_kwargs):
+        if role() == "chief":
+            self.oracle.verbose = fit_kwargs.get("verbose", self.oracle.verbose)
+        # The tuner's file from the start: KerasTuner reloads a search only where it exists, and writes it
+        # after a trial's own file, so a kill between the two would otherwise run that trial again.
+        self.save()
         if role() != "chief":
             return super().search(*fit_args, **fit_kwargs)
-        self.oracle.verbose = fit_kwargs.get("verbose", self.oracle.verbose)
-        self.save()
         serve_oracle(self.oracle)
         return None
 
