@@ -365,6 +365,37 @@ def test_resume_after_kill_runs_no_finished_trial_again(tmp_path, data_dir, caps
         assert [r["event"] for r in runs][-1] == "end"
 
 
+def test_a_kill_before_the_tuners_file_is_written_runs_no_finished_trial_again(tmp_path, data_dir, capsys,
+                                                                                  monkeypatch):
+    """KerasTuner writes a finished trial's file and oracle.json, then the tuner's own file: the run is
+    stopped right between them (where a kill can land), and the next run reloads and skips that trial."""
+    from rir_keras.tuning import keras_tuner_internals as internals
+
+    directory = tmp_path / "tune"
+    project = str(directory / "search")
+    save_tuner = internals.save_tuner
+
+    def stopped_after_a_trial(tuner):
+        if "COMPLETED" in trial_states(project).values():
+            raise KeyboardInterrupt  # the process ends here, as under a kill
+        save_tuner(tuner)
+
+    monkeypatch.setattr(internals, "save_tuner", stopped_after_a_trial)
+    args = tune_args(data_dir, directory)
+    assert main(args) == 2
+    monkeypatch.setattr(internals, "save_tuner", save_tuner)
+    finished = [t for t, status in trial_states(project).items() if status == "COMPLETED"]
+    assert len(finished) == 1
+    before = trial_runs(project, finished[0])
+    capsys.readouterr()
+
+    assert main(args) == 0
+    output = capsys.readouterr().out
+    assert "Reloading Tuner" in output and f"trial {finished[0]} begins" not in output
+    assert trial_runs(project, finished[0]) == before
+    assert_covers_grid_once(read_csv(os.path.join(project, "results.csv")), TINY_GRID)
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
