@@ -90,7 +90,8 @@ def status(folder):
         reached = time_to_accuracy(run)
         rows.append([name, seed, f"{p.epochs_done}/{planned}", left,
                      "" if accuracy is None else f"{100 * accuracy:.2f}" + (" (final)" if p.finished else ""),
-                     "" if reached is None else f"epoch {reached[0]}, {runs.format_duration(reached[1])}",
+                     ("not reached" if p.finished else "") if reached is None else
+                     f"epoch {reached[0]}, {runs.format_duration(reached[1])}",
                      "" if speed is None else f"{speed:.0f}" + ("" if p.seconds_per_epoch else " (est.)"),
                      "finished" if p.finished else runs.format_duration(eta)])
     header = ["model", "seed", "epochs", "left", "test accuracy (%)",

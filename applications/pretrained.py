@@ -362,6 +362,24 @@ def _wrap(text, indent=""):
     return textwrap.fill(text, 100, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
+def _recipe(name):
+    """A recipe's name and its settings in words."""
+    from rir_keras import recipes
+
+    return f"`{name}` ({recipes.RECIPES[name].summary})" if name in recipes.RECIPES else (name or "hand-set")
+
+
+def _training(training):
+    """Where and how long a record's run trained, in words."""
+    if not training:
+        return "unrecorded"
+    where = " on ".join(filter(None, [" ".join(filter(None, [training.get("backend"), training.get("precision")])),
+                                      training.get("machine")]))
+    hours = f"{training['hours']} h of wall time" if "hours" in training else ""
+    run = f"log in `{training['run']}`" if "run" in training else ""
+    return "; ".join(filter(None, [where, hours, run]))
+
+
 def model_cards(store=None):
     """docs/models.md's section "Shipped weights (model cards)", written from the manifest."""
     from rir_keras.reporting import markdown_table
@@ -382,14 +400,20 @@ def model_cards(store=None):
         "`preprocess_input(images, preprocessing)` with the record's `preprocessing`.",
     ]
     shipped = records(store)
-    if not shipped:
+    if shipped:
         paragraphs.append(
-            "**None has shipped yet.** The four models of Table 1 are being trained (see "
-            "docs/results.md); until a model's weights ship, `weights=\"cifar10\"` raises a ValueError "
-            "saying its training campaign has not finished.")
+            "```python\nfrom rir_keras.applications import RiR32\n\n"
+            "model = RiR32(weights=\"cifar10\")  # 32x32 RGB images, pixel values 0-255, in; "
+            "10 class probabilities out\n```")
+    waiting = [name for name in _registry().shipping("cifar10") if record(name, "cifar10", store) is None]
+    if waiting:
+        paragraphs.append(
+            f"**{'None has' if not shipped else 'Not all have'} shipped yet.** Still in training (see "
+            f"docs/results.md): {', '.join(f'`{name}`' for name in waiting)}; until a model's weights ship, "
+            "`weights=\"cifar10\"` raises a ValueError saying its training campaign has not finished.")
     lines = ["## Shipped weights (model cards)", ""]
     for paragraph in paragraphs:
-        lines += [_wrap(paragraph), ""]
+        lines += [paragraph if paragraph.startswith("```") else _wrap(paragraph), ""]
     for entry in shipped:
         model = spec(entry)
         reported = _registry().record(model.registry_name).cite(entry["weights"])
@@ -404,10 +428,9 @@ def model_cards(store=None):
                 ("measured by", f"`{entry['command']}`"),
                 ("measured on", f"{entry['machine']}; keras {entry['keras_version']}, {entry['backend']} "
                                 f"{entry['backend_version']}; {entry['date']}"),
-                ("recipe", f"{entry['recipe'] or 'hand-set'}: {entry['epochs']} epochs, seed {entry['seed']}, "
-                           f"{entry['train_images']:,} {entry['train_split']} images"),
-                ("trained on", ", ".join(f"{key} {value}" for key, value in sorted(training.items())
-                                         if key in ("backend", "machine", "processor", "hours")) or "unrecorded"),
+                ("recipe", f"{_recipe(entry['recipe'])}; seed {entry['seed']}, {entry['train_images']:,} "
+                           f"{entry['train_split']} images; the last epoch's weights ({entry['epochs']} of {entry['epochs']})"),
+                ("trained on", _training(training)),
                 ("options", ", ".join(f"{key}={value!r}" for key, value in sorted(model.options.items())) or "defaults"),
                 ("input", f"{'x'.join(map(str, model.input_shape))} images, {model.classes} classes"),
                 ("parameters", f"{entry['parameters']:,} ({entry['trainable_parameters']:,} trainable)"),

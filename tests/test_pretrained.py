@@ -245,6 +245,8 @@ def test_model_cards_from_the_manifest(store, empty_store, monkeypatch):
     assert "None has shipped yet" in pretrained.model_cards(empty_store)
     cards = pretrained.model_cards(store)
     assert "### `rir32`, `weights=\"cifar10\"`" in cards and "None has shipped yet" not in cards
+    assert "Still in training (see docs/results.md): `cnn32`, `resnet32`, `resnet_init32`;" in " ".join(cards.split())
+    assert 'model = RiR32(weights="cifar10")' in cards and "RiR32(weights" not in pretrained.model_cards(empty_store)
     assert "rir-keras evaluate --model rir32 --weights cifar10 --dataset cifar10" in cards
     assert all(f"`{field}`" in cards for field in pretrained.RECORD_FIELDS)
 
@@ -352,3 +354,20 @@ def test_cli_evaluate_names_what_is_missing(empty_store, capsys):
     assert "not available yet" in capsys.readouterr().err
     assert main(["evaluate", "model.keras", "--model", "rir32", "--dataset", "cifar10-mini"]) == 2
     assert "one of the two" in capsys.readouterr().err
+
+
+SHIPPED = [entry["spec"]["registry_name"] for entry in pretrained.records(str(REPO / "applications" / "weights"))]
+
+
+@pytest.mark.parametrize("name", SHIPPED or [pytest.param(None, marks=pytest.mark.skip(reason="no weights shipped yet"))])
+def test_shipped_weights_classify_as_their_record_says(name, data_dir):
+    """The package's own files, loaded through ``weights="cifar10"``: on the 200 images of the mini
+    test split (20 per class, all in the full test split the record was measured on) the model scores
+    its record's top-1 within four binomial standard deviations. Untrained or misloaded weights
+    score about 10%."""
+    entry = pretrained.record(name)
+    model = registry.record(name).build(weights="cifar10")
+    correct, images = pretrained.measure(model, datasets.load_split(data_dir / "cifar10-mini.tar.gz", "test"))
+    top1 = entry["top1"]
+    assert entry["test_images"] == 10_000 and images == 200
+    assert abs(correct / images - top1) <= 4 * np.sqrt(top1 * (1 - top1) / images), (correct, top1)

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from rir_keras import ForgetGate, ResNetInit, ResNetInitConv2D, RiRConv2D
+from rir_keras import ForgetGate, ResNetInitConv2D, RiRConv2D
 from rir_keras.layers import BatchNormalization, BlockShortcut
 
 LAYERS = [

@@ -40,10 +40,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("RIR_KERAS_DATA", os.path.join(os.path.dirname(REPO), "shared", "datasets", "cifar10"))
 
+from rir_keras import data as datasets  # noqa: E402  (rir_keras before keras: dependencies.prefer_onednn)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rir_keras import data as datasets  # noqa: E402
 from rir_keras import preprocessing as preprocessing_lib  # noqa: E402
 from rir_keras import runs  # noqa: E402
 from rir_keras.applications import pretrained, registry  # noqa: E402
