@@ -62,3 +62,33 @@ def test_a_benchmark_killed_mid_section_resumes_the_campaign(campaign):
     bench.terminate()  # SIGTERM, as `kill PID` sends
     assert bench.wait(timeout=30) != 0
     assert state(process.pid) != "T"
+
+
+def test_time_to_accuracy_section_reads_the_campaigns_logs(tmp_path, monkeypatch):
+    """Section 5 from a campaign folder: a mark reached (its epoch, the logged minutes until then),
+    a finished run that never reached a mark, a run still going, a run not started."""
+    import argparse
+    import json
+
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+    run = load_script("benchmarks/run.py")
+    (tmp_path / "campaign.json").write_text(json.dumps(
+        {"table": "32", "family": "cifar10", "models": ["rir32", "resnet32"], "seeds": [0, 1], "recipe": "fast",
+         "dataset": "cifar10", "epochs": 3}))
+    header = "epoch,accuracy,loss,seconds,val_accuracy,val_loss\n"
+    finished, going = tmp_path / "rir32" / "seed0", tmp_path / "resnet32" / "seed0"
+    for folder, rows in ((finished, ["0,0.5,1,600,0.80,1", "1,0.6,1,660,0.86,1", "2,0.7,1,540,0.88,1"]),
+                         (going, ["0,0.5,1,120,0.91,1"])):
+        folder.mkdir(parents=True)
+        (folder / "log.csv").write_text(header + "\n".join(rows) + "\n")
+        (folder / "run.json").write_text(json.dumps({"config": {"epochs": 3}}))
+    (finished / "results.json").write_text(json.dumps({"test_accuracy": 0.88}))
+
+    text = run.accuracy_section(None, argparse.Namespace(campaign_pid=str(tmp_path / "campaign.pid")))
+    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): [c.strip() for c in line.strip("|").split("|")]
+            for line in text.splitlines() if line.startswith("| ") and "---" not in line and "seed |" not in line}
+    assert rows["rir32", "0"][3:] == ["3 of 3", "88.00 (final)", "epoch 2: 21 min logged, 20 at the median epoch",
+                                      "not reached", "30"]
+    assert rows["resnet32", "0"][3:] == ["1 of 3", "91.00", "epoch 1: 2 min logged, 2 at the median epoch",
+                                         "epoch 1: 2 min logged, 2 at the median epoch", "2"]
+    assert rows["rir32", "1"][3] == "not started" and rows["resnet32", "1"][3] == "not started"
