@@ -4,11 +4,15 @@ The package's store (applications/weights/) may hold no weights yet: the real ma
 for what it holds, and every loading rule is checked on a store made here. The shipping tool
 (tools/ship_weights.py) is run on a run folder made here, measured on the CIFAR-10 mini test split.
 """
+import importlib.util
 import json
 import os
 import pathlib
 import re
 import shutil
+import subprocess
+import sys
+import zipfile
 
 import h5py
 import keras
@@ -371,3 +375,17 @@ def test_shipped_weights_classify_as_their_record_says(name, data_dir):
     top1 = entry["top1"]
     assert entry["test_images"] == 10_000 and images == 200
     assert abs(correct / images - top1) <= 4 * np.sqrt(top1 * (1 - top1) / images), (correct, top1)
+
+
+def test_the_wheel_carries_the_store(tmp_path):
+    """A non-editable install gets the manifest and every weights file it names: the wheel built
+    from this repository holds them where `pretrained.STORE` looks."""
+    offline = importlib.util.find_spec("setuptools") and importlib.util.find_spec("wheel")
+    isolation = ["--no-build-isolation"] if offline else []  # else pip fetches setuptools to build
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *isolation, str(REPO),
+                            "--wheel-dir", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-3000:]
+    names = set(zipfile.ZipFile(next(tmp_path.glob("rir_keras-*.whl"))).namelist())
+    store = "rir_keras/applications/weights/"
+    shipped = {store + entry["file"] for entry in pretrained.records(str(REPO / "applications" / "weights"))}
+    assert {store + "manifest.json", *shipped} <= names
