@@ -401,10 +401,13 @@ def model_cards(store=None):
     ]
     shipped = records(store)
     if shipped:
+        example = spec(shipped[-1])
+        constructor = _registry().record(example.registry_name).constructor.__name__
         paragraphs.append(
-            "```python\nfrom rir_keras.applications import RiR32\n\n"
-            "model = RiR32(weights=\"cifar10\")  # 32x32 RGB images, pixel values 0-255, in; "
-            "10 class probabilities out\n```")
+            f"```python\nfrom rir_keras.applications import {constructor}\n\n"
+            f"model = {constructor}(weights=\"{shipped[-1]['weights']}\")  # "
+            f"{'x'.join(map(str, example.input_shape[:2]))} RGB images, pixel values 0-255, in; "
+            f"{example.classes} class probabilities out\n```")
     waiting = [name for name in _registry().shipping("cifar10") if record(name, "cifar10", store) is None]
     if waiting:
         paragraphs.append(

@@ -85,8 +85,9 @@ def test_time_to_accuracy_section_reads_the_campaigns_logs(tmp_path, monkeypatch
     (finished / "results.json").write_text(json.dumps({"test_accuracy": 0.88}))
 
     text = run.accuracy_section(None, argparse.Namespace(campaign_pid=str(tmp_path / "campaign.pid")))
-    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): [c.strip() for c in line.strip("|").split("|")]
-            for line in text.splitlines() if line.startswith("| ") and "---" not in line and "seed |" not in line}
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()
+             if line.startswith("| ") and "---" not in line and "seed |" not in line]
+    rows = {tuple(row[:2]): row for row in cells}
     assert rows["rir32", "0"][3:] == ["3 of 3", "88.00 (final)", "epoch 2: 21 min logged, 20 at the median epoch",
                                       "not reached", "30"]
     assert rows["resnet32", "0"][3:] == ["1 of 3", "91.00", "epoch 1: 2 min logged, 2 at the median epoch",
