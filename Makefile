@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RIR_KERAS_DATA ?= $(abspath ../shared/datasets/cifar10)
 export RIR_KERAS_DATA
 
-.PHONY: demo test bench install clean campaign status gpu-prepare gpu-dry-run
+.PHONY: demo test bench install clean campaign campaign-commit status gpu-prepare gpu-dry-run
 
 # The training campaign (docs/results.md): Table 1's four 32-layer models on all of CIFAR-10 (JPEG
 # copy) with the `fast` recipe, RiR-32 and ResNet-32 first, then a second seed. Runs in the
@@ -47,6 +47,11 @@ campaign: install
 
 status: install
 	$(BIN)/rir-keras reproduce --status $(CAMPAIGN)
+
+# Commit the campaign's state, amending this session's previous campaign-state commit, and say how
+# big this session's commits are against the submission limit (tools/campaign_commit.py).
+campaign-commit: install
+	$(BIN)/python tools/campaign_commit.py --campaign $(CAMPAIGN)
 
 # The GPU path (tools/gpu/README.md): what a GPU session carries, and its dry run on this CPU in a
 # fresh virtual environment without TensorFlow (Python 3.12 and jax 0.11.2 where available, as there).

@@ -216,3 +216,65 @@ def test_time_to_accuracy_adds_up_the_logged_epochs_until_the_mark(tmp_path):
     assert time_to_accuracy(tmp_path) == (2, 1100.0)
     assert time_to_accuracy(tmp_path, target=0.96) is None
     assert time_to_accuracy(tmp_path / "missing") is None
+
+
+# -- committing the campaign's state (tools/campaign_commit.py) ----------------------------------
+
+def test_campaign_commits_amend_within_a_session_and_never_carry_a_replaced_backup(tmp_path, monkeypatch):
+    from conftest import load_script
+
+    tool = load_script("tools/campaign_commit.py")
+    repo, campaign = tmp_path, tmp_path / "results" / "c"
+    for key, value in {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                       "GIT_COMMITTER_EMAIL": "t@t"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(repo)
+    git = lambda *args: subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,  # noqa: E731
+                                       text=True).stdout
+    run = campaign / "rir32" / "seed0"
+    (run / "backup").mkdir(parents=True)
+    (campaign / "campaign.json").write_text(json.dumps({"table": "32", "models": ["rir32"], "seeds": [0]}))
+    (run / "run.json").write_text(json.dumps({"config": {"epochs": 30}}))
+
+    def finish_epoch(epoch, keep_stray=False):
+        (run / "backup" / f"weights-{epoch}.weights.h5").write_bytes(os.urandom(1000))
+        (run / "backup" / runs.BACKUP_POINTER).write_text(json.dumps({"epoch": epoch,
+                                                                       "weights": f"weights-{epoch}.weights.h5"}))
+        (run / "backup" / f"weights-{epoch - 1}.weights.h5").unlink(missing_ok=True)
+        if keep_stray:  # the next epoch's file, half written at the moment of the commit
+            (run / "backup" / f"weights-{epoch + 1}.weights.h5").write_bytes(b"half")
+        rows = "".join(f"{e},0.5,1.0,400.0,0.{50 + e},1.0\n" for e in range(epoch))
+        (run / "log.csv").write_text("epoch,accuracy,loss,seconds,val_accuracy,val_loss\n" + rows)
+
+    # A campaign-state commit of an earlier session: it may have landed, so it is never amended.
+    git("init", "-q", "-b", "main")
+    finish_epoch(1)
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "2020-01-01T00:00:00Z")
+    git("add", "-A")
+    git("commit", "-q", "-m", f"{tool.PREFIX} earlier session")
+    monkeypatch.delenv("GIT_COMMITTER_DATE")
+    (campaign / "campaign.pid").write_text("1")
+    os.utime(campaign / "campaign.pid", (time.time() - 60, time.time() - 60))
+    commits = lambda: git("log", "--format=%s").splitlines()  # noqa: E731
+    tree = lambda: set(git("ls-tree", "-r", "--name-only", "HEAD").split())  # noqa: E731
+
+    finish_epoch(2, keep_stray=True)
+    assert tool.main(["--repo", str(repo), "--campaign", "results/c"]) == 0
+    assert len(commits()) == 2 and commits()[0] == f"{tool.PREFIX} rir32 seed 0 2/30 (51.00%)"
+    backups = {p for p in tree() if "/backup/weights-" in p}
+    assert backups == {"results/c/rir32/seed0/backup/weights-2.weights.h5"}  # not the half-written one
+
+    finish_epoch(3)  # the same session: the commit of epoch 2 is amended, its backup never lands
+    assert tool.main(["--repo", str(repo), "--campaign", "results/c"]) == 0
+    assert len(commits()) == 2 and "3/30" in commits()[0]
+    assert "results/c/rir32/seed0/backup/weights-3.weights.h5" in tree()
+    assert not any("weights-2" in line for line in git("log", "--name-only", "--format=").split())
+
+    (repo / "code.py").write_text("x = 1\n")  # other work in between: the next state is a new commit
+    git("add", "code.py")
+    git("commit", "-q", "-m", "Some code")
+    finish_epoch(4)
+    assert tool.main(["--repo", str(repo), "--campaign", "results/c"]) == 0
+    assert commits()[:2] == [f"{tool.PREFIX} rir32 seed 0 4/30 (53.00%)", "Some code"]
+    assert tool.main(["--repo", str(repo), "--campaign", "results/c", "--check"]) == 0
+    assert tool.session_commits(os.path.getmtime(campaign / "campaign.pid"))[-1][1].startswith(f"{tool.PREFIX} rir32")
