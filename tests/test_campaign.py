@@ -108,8 +108,9 @@ def test_a_run_killed_and_continued_from_a_copy_ends_with_the_uninterrupted_weig
 
     # The committed state, checked out on another machine: with TensorFlow (the CPU campaign), and
     # with JAX (the GPU machines have no TensorFlow), whose kernels round differently: its float
-    # drift grows over the continued epochs to a few 1e-3, where a wrong state differs by ~1.
-    tolerances = {"tensorflow": 1e-5, "jax": 2e-2}
+    # drift grows over the continued epochs to a few 1e-3 on AVX2 CPUs and up to 2.4e-2 on AVX512
+    # ones, where a wrong state differs by ~1.
+    tolerances = {"tensorflow": 1e-5, "jax": 5e-2}
     resumed = {}
     for backend in tolerances:
         copy = tmp_path / "elsewhere" / backend

@@ -31,8 +31,9 @@ from conftest import REPO
 
 EPOCHS, BATCH, LEARNING_RATE = 3, 32, 0.01  # 64 images: 2 steps an epoch, 16 images a device
 # A small learning rate keeps the float drift between engines (summation order, E[x^2] - E[x]^2 in
-# synchronized batch norm) at ~1e-6; at 0.1 this tiny network is chaotic and amplifies it.
-TOLERANCE = dict(rtol=1e-4, atol=1e-5)
+# synchronized batch norm) at ~1e-6 on AVX2 CPUs and ~3e-5 on AVX512 ones (other kernels, other
+# rounding); at 0.1 this tiny network is chaotic and amplifies it. A wrong state is off by ~1e-1.
+TOLERANCE = dict(rtol=1e-4, atol=1e-4)
 
 # One training run, as `rir-keras train` does it (build and train in the distribution's scope),
 # on the brief's tiny network. argv: mode, output folder, seconds to sleep after each epoch's backup.
