@@ -27,9 +27,10 @@ POOLINGS = (None, "avg", "max")
 DOC = """
     Args:
         include_top: whether to include the classifier head.
-        weights: ``None`` (random initialization), ``"cifar10"`` (the weights shipped for CNN32,
-            ResNet32, ResNetInit32 and RiR32, trained on CIFAR-10: see
-            ``rir_keras.applications.pretrained``) or the path to a weights file (``.weights.h5``,
+        weights: ``None`` (random initialization), ``"cifar10"`` or ``"cifar10_paper"`` (the
+            weights shipped for CNN32, ResNet32, ResNetInit32 and RiR32, trained on CIFAR-10 with the
+            `fast` or the paper's recipe: see ``rir_keras.applications.pretrained``) or the path to
+            a weights file (``.weights.h5``,
             or a ``.keras`` model file whose weights are taken).
         input_tensor: optional Keras tensor to use as the model's input.
         input_shape: optional ``(height, width, channels)``; default ``(32, 32, 3)``.
@@ -122,11 +123,11 @@ def _load_weights(model, weights):
         pretrained.load_into(model, weights)
         return
     if not isinstance(weights, (str, os.PathLike)):
-        raise ValueError(f"weights must be None, {', '.join(map(repr, pretrained.DATASETS))} or the path to a "
+        raise ValueError(f"weights must be None, {', '.join(map(repr, pretrained.WEIGHTS_NAMES))} or the path to a "
                          f"weights file. Received: weights={weights!r}")
     path = os.fspath(weights)
     if not os.path.isfile(path):
-        raise ValueError(f"weights file not found: weights must be None, {', '.join(map(repr, pretrained.DATASETS))} "
+        raise ValueError(f"weights file not found: weights must be None, {', '.join(map(repr, pretrained.WEIGHTS_NAMES))} "
                          f"or the path to a .weights.h5 or .keras file. Received: weights={path!r}")
     try:
         if path.endswith(".keras"):

@@ -1,4 +1,5 @@
-"""Shipped trained weights: ``weights="cifar10"`` for CNN32, ResNet32, ResNetInit32 and RiR32.
+"""Shipped trained weights: ``weights="cifar10"`` (and ``"cifar10_paper"``) for CNN32, ResNet32,
+ResNetInit32 and RiR32: one weights name per training recipe (`WEIGHTS_NAMES`).
 
 The store is the folder ``weights/`` inside this package (installed with it as package data). It
 holds the weights files and ``manifest.json``, one record per (registry model, weights name)::
@@ -39,14 +40,19 @@ from rir_keras import preprocessing as preprocessing_lib
 STORE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 MANIFEST = "manifest.json"
 
-# The names ``weights=`` accepts besides None and a path, and what each one means.
-DATASETS = {
-    "cifar10": {
-        "dataset": "CIFAR-10 (JPEG copy)",  # pixels differ slightly from the original binaries
-        "source": "cifar10",  # the --dataset argument: cifar10-jpeg.tar.gz under $RIR_KERAS_DATA
-        "split": "test",
-        "classes": list(preprocessing_lib.CIFAR10_CLASSES),
-    },
+# The names ``weights=`` accepts besides None and a path, and what each one means: one name per
+# training recipe, as torchvision names weights after how they were trained. "cifar10", the
+# default, is the CPU training campaign's `fast` recipe; "cifar10_paper" the paper's recipe (82
+# epochs, step decay), which trains on a lent GPU (tools/gpu/, stage table1).
+_CIFAR10 = {
+    "dataset": "CIFAR-10 (JPEG copy)",  # pixels differ slightly from the original binaries
+    "source": "cifar10",  # the --dataset argument: cifar10-jpeg.tar.gz under $RIR_KERAS_DATA
+    "split": "test",
+    "classes": list(preprocessing_lib.CIFAR10_CLASSES),
+}
+WEIGHTS_NAMES = {
+    "cifar10": {**_CIFAR10, "recipe": "fast"},
+    "cifar10_paper": {**_CIFAR10, "recipe": "paper"},
 }
 # Constructor options that change the function the network computes: they must equal the record's.
 FUNCTION_OPTIONS = ("shortcut", "identity", "transient_ratio", "width_multiplier", "forget_gate", "preprocessing")
@@ -59,7 +65,7 @@ EVALUATE_BATCH_SIZE = 256  # rir-keras evaluate's default
 
 # Every field of a record, its type(s), and what it means (docs/models.md shows the same list).
 RECORD_FIELDS = {
-    "weights": (str, "the weights name the constructors take: `weights=\"cifar10\"`"),
+    "weights": (str, "the weights name the constructors take, e.g. `weights=\"cifar10\"`; it names the recipe"),
     "file": (str, "the weights file in the store, `<registry name>-<weights>-<sha256[:8]>.weights.h5`"),
     "sha256": (str, "SHA-256 of the file, checked at every load"),
     "spec": (dict, "the model the weights belong to (`registry.ModelSpec`): registry name, constructor "
@@ -74,7 +80,7 @@ RECORD_FIELDS = {
     "top1": (float, "top-1 accuracy measured on the full split, through `weights=...` (correct / test_images)"),
     "correct": (int, "images classified correctly"),
     "command": (str, "the command that measured `top1`"),
-    "recipe": ((str, type(None)), "the training recipe (`rir_keras.recipes`), or null for a hand-set one"),
+    "recipe": (str, "the training recipe (`rir_keras.recipes`): the one its weights name stands for"),
     "config": (dict, "every training setting of the run"),
     "epochs": (int, "epochs trained: the final epoch's weights, never one chosen by test accuracy"),
     "seed": (int, "the training seed (always 0: seeds are never chosen by test accuracy)"),
@@ -85,12 +91,18 @@ RECORD_FIELDS = {
     "backend_version": (str, "version of that backend"),
     "date": (str, "date of the measurement (UTC, ISO 8601)"),
     "machine": (str, "the machine that measured"),
-    "training": (dict, "how the run went: backend, machine, wall time, the run's folder"),
+    "training": (dict, "how the run went: backend, machine, wall time, the run's folder, and its own final "
+                       "count of correct images where another backend or machine measured a different one"),
 }
 
 
 def _received(name, value):
     return f"Received: {name}={value!r}"
+
+
+def weights_for_recipe(recipe):
+    """The weights name that ships runs of ``recipe`` ("fast" -> "cifar10"), or None."""
+    return next((name for name, meaning in WEIGHTS_NAMES.items() if meaning["recipe"] == recipe), None)
 
 
 def manifest_path(store=None):
@@ -179,7 +191,7 @@ def request(name, arguments, store=None):
     too. Raises a one-line ValueError naming the first thing that differs.
     """
     weights = arguments.get("weights")
-    if not (isinstance(weights, str) and weights in DATASETS):
+    if not (isinstance(weights, str) and weights in WEIGHTS_NAMES):
         return weights
     store = store or STORE
     found = record(name, weights, store)
@@ -207,8 +219,9 @@ def unavailable(name, weights, store=None):
     registry name: ``name=None``) that the store has no record for."""
     campaign = _registry().shipping(weights)
     if name in campaign:
-        return ValueError(f"weights={weights!r} for {name} are not available yet: its training campaign has not "
-                          f"finished (see docs/results.md). {_received('weights', weights)}")
+        return ValueError(f"weights={weights!r} for {name} are not available yet: its training campaign "
+                          f"(recipe {WEIGHTS_NAMES[weights]['recipe']}) has not finished (see docs/results.md). "
+                          f"{_received('weights', weights)}")
     shipped = sorted({model for model, by_weights in read_manifest(store).items() if weights in by_weights}
                      | set(campaign))
     which = f"{name}" if name else "this constructor"
@@ -218,7 +231,7 @@ def unavailable(name, weights, store=None):
 
 def is_requested(weights):
     """Whether ``weights`` asks for shipped weights: a `Shipped`, or a weights name such as "cifar10"."""
-    return isinstance(weights, Shipped) or (isinstance(weights, str) and weights in DATASETS)
+    return isinstance(weights, Shipped) or (isinstance(weights, str) and weights in WEIGHTS_NAMES)
 
 
 def verify(shipped):
@@ -274,8 +287,8 @@ def build(name, weights="cifar10", **overrides):
     (``overrides`` change any of them, e.g. ``include_top=False``): what
     ``rir-keras evaluate --model NAME --weights cifar10`` evaluates. Raises ValueError where
     ``name`` has no such weights (not shipped yet, or not offered)."""
-    if not (isinstance(weights, str) and weights in DATASETS):
-        raise ValueError(f"weights must be one of {sorted(DATASETS)}. {_received('weights', weights)}")
+    if not (isinstance(weights, str) and weights in WEIGHTS_NAMES):
+        raise ValueError(f"weights must be one of {sorted(WEIGHTS_NAMES)}. {_received('weights', weights)}")
     found = record(name, weights)
     if found is None:
         _registry().record(name)  # an unknown model is named as such
@@ -311,8 +324,8 @@ def check_manifest(store=None):
         for weights, entry in by_weights.items():
             count += 1
             where = f"{name}/{weights}"
-            if weights not in DATASETS:
-                problems.append(f"{where}: unknown weights name (known: {sorted(DATASETS)})")
+            if weights not in WEIGHTS_NAMES:
+                problems.append(f"{where}: unknown weights name (known: {sorted(WEIGHTS_NAMES)})")
             if not isinstance(entry, dict):
                 problems.append(f"{where}: a record must be a JSON object")
                 continue
@@ -332,6 +345,9 @@ def check_manifest(store=None):
                 problems.append(f"{where}: the record says {model.registry_name}/{entry['weights']}")
             if entry["file"] != file_name(name, weights, entry["sha256"]):
                 problems.append(f"{where}: file {entry['file']!r} should be named {file_name(name, weights, entry['sha256'])!r}")
+            if entry["recipe"] != WEIGHTS_NAMES.get(weights, {}).get("recipe", entry["recipe"]):
+                problems.append(f"{where}: recipe {entry['recipe']!r}, but {weights!r} names the "
+                                f"{WEIGHTS_NAMES[weights]['recipe']!r} recipe's weights")
             if entry["seed"] != 0:
                 problems.append(f"{where}: seed {entry['seed']}: only seed 0's weights ship")
             if entry["test_images"] < 1 or entry["correct"] / entry["test_images"] != entry["top1"]:
@@ -377,7 +393,8 @@ def _training(training):
                                       training.get("machine")]))
     hours = f"{training['hours']} h of wall time" if "hours" in training else ""
     run = f"log in `{training['run']}`" if "run" in training else ""
-    return "; ".join(filter(None, [where, hours, run]))
+    own = f"its own final evaluation there: {training['correct']:,} correct" if "correct" in training else ""
+    return "; ".join(filter(None, [where, hours, run, own]))
 
 
 def model_cards(store=None):
@@ -388,9 +405,11 @@ def model_cards(store=None):
         "Written by `benchmarks/model_table.py --cards` from `applications/weights/manifest.json`; "
         "`tools/ship_weights.py RUN_FOLDER` ships a finished run of the training campaign "
         "(issue 14), seed 0's final epoch only: no weights are chosen by test accuracy.",
-        "`CNN32`, `ResNet32`, `ResNetInit32` and `RiR32` take `weights=\"cifar10\"` (or "
-        "`rir_keras.applications.pretrained.build(\"rir32\")`, which builds the model with its "
-        "record's options), shipped inside the package in `applications/weights/`. The file is "
+        "`CNN32`, `ResNet32`, `ResNetInit32` and `RiR32` take "
+        + " or ".join(f"`weights=\"{name}\"` (recipe `{meaning['recipe']}`)" for name, meaning in WEIGHTS_NAMES.items())
+        + ", or `rir_keras.applications.pretrained.build(\"rir32\", weights)`, which builds the model with its "
+        "record's options; one weights name per training recipe, the first the default. The weights ship inside "
+        "the package in `applications/weights/`. The file is "
         "checked against the SHA-256 of its record at every load (a corrupted or missing file "
         "raises ValueError). As in keras.applications, `include_top=True` needs the weights' "
         "classes, and `include_top=False` loads the body. Options that change the function "
@@ -408,18 +427,21 @@ def model_cards(store=None):
             f"model = {constructor}(weights=\"{shipped[-1]['weights']}\")  # "
             f"{'x'.join(map(str, example.input_shape[:2]))} RGB images, pixel values 0-255, in; "
             f"{example.classes} class probabilities out\n```")
-    waiting = [name for name in _registry().shipping("cifar10") if record(name, "cifar10", store) is None]
-    if waiting:
+    waiting = {weights: [name for name in _registry().shipping(weights) if record(name, weights, store) is None]
+               for weights in WEIGHTS_NAMES}
+    if any(waiting.values()):
         paragraphs.append(
             f"**{'None has' if not shipped else 'Not all have'} shipped yet.** Still in training (see "
-            f"docs/results.md): {', '.join(f'`{name}`' for name in waiting)}; until a model's weights ship, "
-            "`weights=\"cifar10\"` raises a ValueError saying its training campaign has not finished.")
+            "docs/results.md): " + "; ".join(f"`weights=\"{weights}\"` for {', '.join(f'`{n}`' for n in names)}"
+                                            for weights, names in waiting.items() if names)
+            + ". Until a model's weights ship, asking for them raises a ValueError saying its training campaign "
+            "has not finished.")
     lines = ["## Shipped weights (model cards)", ""]
     for paragraph in paragraphs:
         lines += [paragraph if paragraph.startswith("```") else _wrap(paragraph), ""]
     for entry in shipped:
         model = spec(entry)
-        reported = _registry().record(model.registry_name).cite(entry["weights"])
+        reported = _registry().record(model.registry_name).cite(WEIGHTS_NAMES[entry["weights"]]["source"])
         versus = f"; the paper reports {reported} on the original CIFAR-10" if reported else ""
         training = entry.get("training", {})
         lines += [

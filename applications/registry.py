@@ -21,7 +21,7 @@ import inspect
 from typing import Callable
 
 from rir_keras import preprocessing as preprocessing_lib
-from rir_keras.applications import networks, paper
+from rir_keras.applications import networks, paper, pretrained
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,9 +104,10 @@ class Record:
 
     def shipped(self, weights="cifar10"):
         """The weights manifest's record of ``weights`` for this model, or None (not shipped yet)."""
-        from rir_keras.applications import pretrained
-
         return pretrained.record(self.name, weights)
+
+
+CAMPAIGN_WEIGHTS = tuple(pretrained.WEIGHTS_NAMES)  # Table 1's models: one weights name per recipe
 
 
 def _sweep(blocks, layers):
@@ -122,10 +123,10 @@ SWEEP = ((15, 2), (3, 10), (6, 5), (15, 5), (9, 3))
 _FORGET = {"forget_gate": True}
 
 RECORDS = {record.name: record for record in (
-    Record("cnn32", networks.CNN32, group="32", weights=("cifar10",)),
-    Record("resnet32", networks.ResNet32, group="32", weights=("cifar10",)),
-    Record("resnet_init32", networks.ResNetInit32, group="32", weights=("cifar10",)),
-    Record("rir32", networks.RiR32, group="32", weights=("cifar10",)),
+    Record("cnn32", networks.CNN32, group="32", weights=CAMPAIGN_WEIGHTS),
+    Record("resnet32", networks.ResNet32, group="32", weights=CAMPAIGN_WEIGHTS),
+    Record("resnet_init32", networks.ResNetInit32, group="32", weights=CAMPAIGN_WEIGHTS),
+    Record("rir32", networks.RiR32, group="32", weights=CAMPAIGN_WEIGHTS),
     Record("cnn18_wide", networks.CNN18Wide, group="18-wide"),
     Record("resnet18_wide", networks.ResNet18Wide, group="18-wide"),
     Record("resnet_init18_wide", networks.ResNetInit18Wide, group="18-wide"),

@@ -9,7 +9,7 @@ from rir_keras import data as datasets
 from rir_keras import preprocessing as preprocessing_lib
 from rir_keras import runs, training
 from rir_keras.distribute import NONE as ONE_DEVICE
-from rir_keras.applications import command_line, registry
+from rir_keras.applications import command_line, pretrained, registry
 from rir_keras.applications.command_line import subset
 
 
@@ -41,8 +41,6 @@ def run_evaluate(args):
     if (args.model_file is None) == (args.model is None):
         raise ValueError("evaluate takes a model file or --model NAME --weights DATASET, one of the two. "
                          f"Received: model_file={args.model_file!r}, --model={args.model!r}")
-    from rir_keras.applications import pretrained
-
     if args.model is not None:
         model = pretrained.build(args.model, args.weights or "cifar10")
         source = {"model": args.model, "weights": args.weights or "cifar10"}
@@ -83,7 +81,8 @@ def add_evaluate(subparsers):
                                                "that outputs logits is scored with from_logits=True.")
     parser.add_argument("model_file", nargs="?", help="a .keras file, e.g. runs/train/model.keras")
     parser.add_argument("--model", help="instead of a file: a registry model with shipped weights, e.g. rir32")
-    parser.add_argument("--weights", choices=("cifar10",), help="the shipped weights of --model (default cifar10)")
+    parser.add_argument("--weights", choices=sorted(pretrained.WEIGHTS_NAMES),
+                        help="the shipped weights of --model, named after their recipe (default cifar10: fast)")
     parser.add_argument("--dataset", default="cifar10", help="as for train")
     parser.add_argument("--data-dir")
     parser.add_argument("--split", default="test")

@@ -21,6 +21,7 @@ import pytest
 from keras import ops
 
 from rir_keras import data as datasets
+from rir_keras import runs
 from rir_keras.applications import CNN32, RiRNet, RiR18Wide, RiR32, pretrained, registry
 from rir_keras.preprocessing import CIFAR10_CLASSES, preprocess_input
 from conftest import load_script
@@ -190,13 +191,14 @@ def test_corrupted_or_missing_file_refused(store, tmp_path, monkeypatch):
         RiR32(weights="cifar10", **TINY)
 
 
+@pytest.mark.parametrize("weights, recipe", [("cifar10", "fast"), ("cifar10_paper", "paper")])
 @pytest.mark.parametrize("name", CAMPAIGN)
-def test_no_record_yet(empty_store, name):
-    message = (f"weights='cifar10' for {name} are not available yet: its training campaign has not finished "
-               "(see docs/results.md). Received: weights='cifar10'")
-    for build in (registry.record(name).build, lambda **kwargs: pretrained.build(name)):
+def test_no_record_yet(empty_store, name, weights, recipe):
+    message = (f"weights={weights!r} for {name} are not available yet: its training campaign (recipe {recipe}) "
+               f"has not finished (see docs/results.md). Received: weights={weights!r}")
+    for build in (registry.record(name).build, lambda weights: pretrained.build(name, weights)):
         with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
-            build(weights="cifar10")
+            build(weights=weights)
 
 
 def test_models_without_shipped_weights_refuse_them(empty_store):
@@ -209,7 +211,7 @@ def test_models_without_shipped_weights_refuse_them(empty_store):
 
 @pytest.mark.parametrize("weights", ["imagenet", "CIFAR10", "cifar100"])
 def test_unknown_string_refused(empty_store, weights):
-    with pytest.raises(ValueError, match=re.escape("None, 'cifar10' or the path") + ".*" + re.escape(f"Received: weights={weights!r}") + "$"):
+    with pytest.raises(ValueError, match=re.escape("None, 'cifar10', 'cifar10_paper' or the path") + ".*" + re.escape(f"Received: weights={weights!r}") + "$"):
         CNN32(weights=weights, **TINY)
 
 
@@ -241,7 +243,12 @@ def test_check_manifest_finds_problems(store, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError) as error:
         pretrained.check_manifest(str(copy))
-    for problem in ("should be named", "only seed 0's weights ship", "stray.weights.h5: in the store without a record"):
+    manifest["rir32"]["cifar10"]["recipe"] = "paper"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError) as error:
+        pretrained.check_manifest(str(copy))
+    for problem in ("should be named", "only seed 0's weights ship", "stray.weights.h5: in the store without a record",
+                    "recipe 'paper', but 'cifar10' names the 'fast' recipe's weights"):
         assert problem in str(error.value)
 
 
@@ -249,7 +256,8 @@ def test_model_cards_from_the_manifest(store, empty_store, monkeypatch):
     assert "None has shipped yet" in pretrained.model_cards(empty_store)
     cards = pretrained.model_cards(store)
     assert "### `rir32`, `weights=\"cifar10\"`" in cards and "None has shipped yet" not in cards
-    assert "Still in training (see docs/results.md): `cnn32`, `resnet32`, `resnet_init32`;" in " ".join(cards.split())
+    assert ('Still in training (see docs/results.md): `weights="cifar10"` for `cnn32`, `resnet32`, `resnet_init32`; '
+            '`weights="cifar10_paper"` for `cnn32`, `resnet32`, `resnet_init32`, `rir32`.') in " ".join(cards.split())
     assert 'model = RiR32(weights="cifar10")' in cards and "RiR32(weights" not in pretrained.model_cards(empty_store)
     assert "rir-keras evaluate --model rir32 --weights cifar10 --dataset cifar10" in cards
     assert all(f"`{field}`" in cards for field in pretrained.RECORD_FIELDS)
@@ -280,7 +288,8 @@ def make_run(folder, model, test_data, seed=0, off_by=0, measure=True, registry_
         "dataset": "cifar10",
         "config": config, "preprocessing": "cifar10", "test_accuracy": (correct + off_by) / images,
         "test_images": images, "train_images": 50_000, "history": {"epoch": [0], "seconds": [7.0]},
-        "backend": keras.backend.backend(), "machine": "x86_64", "recipe": "fast", "parameters": model.count_params(),
+        "backend": keras.backend.backend(), "machine": runs.machine(), "recipe": "fast",
+        "parameters": model.count_params(),
         **changes,
     }
     for name, data in (("results.json", results), ("run.json", {"config": config})):
@@ -310,8 +319,35 @@ def test_ship_weights_tool(tmp_path, ship_weights, mini_test, source, monkeypatc
         ship_weights.ship(run, mini_test, store=store)
 
 
+def test_ship_weights_names_weights_after_the_recipe(tmp_path, ship_weights, mini_test, source, monkeypatch):
+    """A `paper` run ships as weights="cifar10_paper", beside the `fast` run's "cifar10"; a run
+    evaluated by another backend or machine ships when it scores within the tolerance, and its
+    record keeps the run's own count."""
+    store = str(tmp_path / "weights")
+    make_run(str(tmp_path / "fast"), source, mini_test)
+    make_run(str(tmp_path / "paper"), source, mini_test, off_by=2, recipe="paper", backend="jax",
+             machine="NVIDIA H200")
+    ship_weights.ship(str(tmp_path / "fast"), mini_test, store=store)
+    with pytest.raises(ship_weights.ShipError, match=r"\(jax on NVIDIA H200; 0 may differ\): nothing shipped"):
+        ship_weights.ship(str(tmp_path / "paper"), mini_test, store=store)  # 0.05% of 200 images: none
+    monkeypatch.setattr(ship_weights, "ENGINE_TOLERANCE", 2 / len(mini_test))
+    entry = ship_weights.ship(str(tmp_path / "paper"), mini_test, store=store)
+    assert entry["weights"] == "cifar10_paper" and entry["recipe"] == "paper"
+    assert entry["file"].startswith("rir32-cifar10_paper-") and entry["training"]["correct"] == entry["correct"] + 2
+    assert entry["command"] == "rir-keras evaluate --model rir32 --weights cifar10_paper --dataset cifar10"
+    assert pretrained.check_manifest(store) == 2
+    monkeypatch.setattr(pretrained, "STORE", store)
+    x = raw_images()
+    np.testing.assert_array_equal(predict(RiR32(weights="cifar10_paper", **TINY), x), predict(source, x))
+    assert "its own final evaluation there: " in pretrained.model_cards(store)
+    make_run(str(tmp_path / "same"), source, mini_test, off_by=1, recipe="paper")  # this engine: exact
+    with pytest.raises(ship_weights.ShipError, match="0 may differ"):
+        ship_weights.ship(str(tmp_path / "same"), mini_test, store=store, replace=True)
+
+
 @pytest.mark.parametrize("problem, kwargs, message", [
     ("another seed", dict(seed=1), "only seed 0's final weights ship"),
+    ("a hand-set recipe", dict(recipe=None), "only named recipes ship"),
     ("a different accuracy", dict(off_by=1), "nothing shipped"),
     ("a model without weights='cifar10'", dict(registry_name="rir18_wide"), "offered for cnn32"),
     ("other data", dict(dataset="data/cifar10-mini.tar.gz"), "not the full CIFAR-10"),
@@ -360,17 +396,19 @@ def test_cli_evaluate_names_what_is_missing(empty_store, capsys):
     assert "one of the two" in capsys.readouterr().err
 
 
-SHIPPED = [entry["spec"]["registry_name"] for entry in pretrained.records(str(REPO / "applications" / "weights"))]
+SHIPPED = [(entry["spec"]["registry_name"], entry["weights"])
+           for entry in pretrained.records(str(REPO / "applications" / "weights"))]
 
 
-@pytest.mark.parametrize("name", SHIPPED or [pytest.param(None, marks=pytest.mark.skip(reason="no weights shipped yet"))])
-def test_shipped_weights_classify_as_their_record_says(name, data_dir):
-    """The package's own files, loaded through ``weights="cifar10"``: on the 200 images of the mini
+@pytest.mark.parametrize("name, weights",
+                         SHIPPED or [pytest.param(None, None, marks=pytest.mark.skip(reason="no weights shipped yet"))])
+def test_shipped_weights_classify_as_their_record_says(name, weights, data_dir):
+    """The package's own files, loaded through ``weights=NAME``: on the 200 images of the mini
     test split (20 per class, all in the full test split the record was measured on) the model scores
     its record's top-1 within four binomial standard deviations. Untrained or misloaded weights
     score about 10%."""
-    entry = pretrained.record(name)
-    model = registry.record(name).build(weights="cifar10")
+    entry = pretrained.record(name, weights)
+    model = registry.record(name).build(weights=weights)
     correct, images = pretrained.measure(model, datasets.load_split(data_dir / "cifar10-mini.tar.gz", "test"))
     top1 = entry["top1"]
     assert entry["test_images"] == 10_000 and images == 200

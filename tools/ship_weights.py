@@ -1,23 +1,27 @@
-"""Ship a finished training run's weights as ``weights="cifar10"``.
+"""Ship a finished training run's weights as ``weights="cifar10"`` or ``weights="cifar10_paper"``.
 
-    .venv/bin/python tools/ship_weights.py results/table32-cifar10/rir32
+    .venv/bin/python tools/ship_weights.py results/table32-cifar10/rir32/seed0
 
-RUN_FOLDER is a finished run of the training campaign (``rir-keras train`` / ``reproduce``): it
+RUN_FOLDER is a finished run of a training campaign (``rir-keras train`` / ``reproduce``): it
 holds ``model.keras``, ``results.json`` and ``run.json``, and no ``backup/`` (a run still going).
 The script
 
-1. checks the run: a model that takes ``weights="cifar10"`` (CNN32, ResNet32, ResNetInit32,
-   RiR32), trained on CIFAR-10 (JPEG copy) with seed 0 for all its epochs, its final test accuracy
-   measured on the full test split;
+1. checks the run: a model that takes shipped weights (CNN32, ResNet32, ResNetInit32, RiR32),
+   trained on CIFAR-10 (JPEG copy) with seed 0 for all its epochs, its final test accuracy measured
+   on the full test split, with a recipe that names weights (``pretrained.WEIGHTS_NAMES``): ``fast``
+   ships as ``"cifar10"``, ``paper`` as ``"cifar10_paper"``;
 2. builds the model with the run's options, takes the weights of ``model.keras`` (the constructor
    checks that the file computes the same function) and writes them alone, without optimizer
-   state, as ``applications/weights/<model>-cifar10-<sha256[:8]>.weights.h5``;
-3. measures top-1 on the full test split with the model loaded through ``weights="cifar10"``
-   from a staging copy of the store (so the measured file is the shipped file, byte for byte), the
-   way ``rir-keras evaluate --model NAME --weights cifar10 --dataset cifar10`` measures it;
-4. checks that it is the run's final test accuracy, image for image, and only then writes the
-   file and its record (``rir_keras.applications.pretrained.RECORD_FIELDS``) into the store.
-   Nothing in the store changes when a check fails.
+   state, as ``applications/weights/<model>-<weights name>-<sha256[:8]>.weights.h5``;
+3. measures top-1 on the full test split with the model loaded through ``weights=NAME`` from a
+   staging copy of the store (so the measured file is the shipped file, byte for byte), the way
+   ``rir-keras evaluate --model MODEL --weights NAME --dataset cifar10`` measures it;
+4. checks that it is the run's final test accuracy: image for image where the run was evaluated by
+   this backend on this kind of machine; within `ENGINE_TOLERANCE` of the test images (5 of 10,000)
+   where it was not (a GPU run with JAX, shipped here with TensorFlow: float rounding moves the odd
+   image across a decision boundary), the record keeping the run's own count too. Only then it
+   writes the file and its record (``rir_keras.applications.pretrained.RECORD_FIELDS``) into the
+   store. Nothing in the store changes when a check fails.
 
 **Seed 0's final weights only.** The weights shipped are the last epoch's of the seed-0 run: never
 the best epoch, never the best of several seeds. Choosing among epochs or seeds by test accuracy
@@ -50,7 +54,7 @@ from rir_keras.applications import pretrained, registry  # noqa: E402
 from rir_keras.reporting import atomic_output, write_json  # noqa: E402
 
 STORE = os.path.join(REPO, "applications", "weights")  # the repository's store, whatever is installed
-WEIGHTS = "cifar10"
+ENGINE_TOLERANCE = 0.0005  # share of the test images another backend or machine may score differently
 
 
 class ShipError(Exception):
@@ -72,7 +76,17 @@ def read_run(folder):
     return read("results.json"), settings
 
 
-def check_run(results, settings, weights=WEIGHTS):
+def weights_name(results, settings):
+    """The weights name the run's recipe ships as; ShipError for a recipe that names none."""
+    recipe = recipe_name(results, settings)
+    weights = pretrained.weights_for_recipe(recipe)
+    if weights is None:
+        known = ", ".join(f"{meaning['recipe']} as {name!r}" for name, meaning in pretrained.WEIGHTS_NAMES.items())
+        raise ShipError(f"the run's recipe is {recipe!r}: only named recipes ship ({known})")
+    return weights
+
+
+def check_run(results, settings, weights):
     """Refuse a run that is not the campaign's seed-0, full-length run of a model taking ``weights``."""
     try:
         name = registry.ModelSpec.from_dict(results.get("spec"), source="results.json's spec").registry_name
@@ -112,10 +126,17 @@ def command(name, weights, dataset, batch_size):
     return text if batch_size == pretrained.EVALUATE_BATCH_SIZE else f"{text} --batch-size {batch_size}"
 
 
-def ship(folder, test_data, *, store=STORE, weights=WEIGHTS, dataset="cifar10", dataset_sha256=None,
+def same_engine(results):
+    """Whether the run was evaluated by this process's backend on this kind of machine."""
+    return results.get("backend") == keras.backend.backend() and results.get("machine") == runs.machine()
+
+
+def ship(folder, test_data, *, store=STORE, dataset="cifar10", dataset_sha256=None,
          batch_size=pretrained.EVALUATE_BATCH_SIZE, replace=False, check=check_run):
-    """Ship the run in ``folder``, measured on ``test_data`` (the full test split); returns its record."""
+    """Ship the run in ``folder``, measured on ``test_data`` (the full test split), under the weights
+    name of its recipe; returns its record."""
     results, settings = read_run(folder)
+    weights = weights_name(results, settings)
     name = check(results, settings, weights)
     if results.get("test_images") != len(test_data):
         raise ShipError(f"the run's final test accuracy is on {results.get('test_images')} images, the test split "
@@ -150,9 +171,9 @@ def ship(folder, test_data, *, store=STORE, weights=WEIGHTS, dataset="cifar10", 
         run_folder = os.path.relpath(os.path.abspath(folder), REPO)
         entry = {
             "spec": spec.to_dict(), "weights": weights, "file": file, "sha256": digest,
-            "dataset": pretrained.DATASETS[weights]["dataset"], "dataset_sha256": dataset_sha256,
+            "dataset": pretrained.WEIGHTS_NAMES[weights]["dataset"], "dataset_sha256": dataset_sha256,
             "train_split": results.get("train_split", "train"), "train_images": results.get("train_images"),
-            "split": pretrained.DATASETS[weights]["split"], "test_images": len(test_data),
+            "split": pretrained.WEIGHTS_NAMES[weights]["split"], "test_images": len(test_data),
             "classes": list(test_data.class_names),
             "command": command(name, weights, dataset, batch_size), "recipe": recipe_name(results, settings),
             "config": results.get("config", {}), "epochs": len(history.get("epoch", [])),
@@ -166,7 +187,7 @@ def ship(folder, test_data, *, store=STORE, weights=WEIGHTS, dataset="cifar10", 
                 "hours": round(sum(seconds) / 3600, 2) if seconds else None, "run": run_folder,
             }.items() if value is not None},
         }
-        if list(test_data.class_names) != pretrained.DATASETS[weights]["classes"]:
+        if list(test_data.class_names) != pretrained.WEIGHTS_NAMES[weights]["classes"]:
             raise ShipError(f"the test split's classes {test_data.class_names} are not {weights}'s")
         # Measure the staged store: the file, the manifest record and the loading path that ship.
         staged = json.loads(json.dumps(manifest))
@@ -179,11 +200,15 @@ def ship(folder, test_data, *, store=STORE, weights=WEIGHTS, dataset="cifar10", 
         finally:
             pretrained.STORE = shipped_store
         expected = int(round(results["test_accuracy"] * results["test_images"]))
-        if correct != expected:
+        allowed = 0 if same_engine(results) else int(ENGINE_TOLERANCE * images)
+        if abs(correct - expected) > allowed:
             raise ShipError(f"weights={weights!r} scores {correct} of {images} test images, the run's final "
-                            f"evaluation {expected}: nothing shipped (try --batch-size "
+                            f"evaluation {expected} ({results.get('backend')} on {results.get('machine')}; "
+                            f"{allowed} may differ): nothing shipped (try --batch-size "
                             f"{results['config'].get('batch_size')}, the run's)")
         entry.update(top1=correct / images, correct=correct)
+        if correct != expected:
+            entry["training"]["correct"] = expected  # the run's own count, on its backend and machine
         # Only now touch the store: the file first, then the manifest that names it.
         target = os.path.join(store, file)
         with atomic_output(target) as temporary:
@@ -203,7 +228,7 @@ def ship(folder, test_data, *, store=STORE, weights=WEIGHTS, dataset="cifar10", 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("run_folder", help="a finished run of the campaign, e.g. results/table32-cifar10/rir32")
+    parser.add_argument("run_folder", help="a finished run of a campaign, e.g. results/table32-cifar10/rir32/seed0")
     parser.add_argument("--dataset", default="cifar10",
                         help="the CIFAR-10 (JPEG copy) to measure on; default: cifar10, i.e. cifar10-jpeg.tar.gz "
                              "under $RIR_KERAS_DATA (default ../shared/datasets/cifar10)")
@@ -215,7 +240,12 @@ def main(argv=None):
     source = datasets.resolve_source(args.dataset)
     if source.startswith(datasets.TFDS_PREFIX) or os.path.basename(source) != "cifar10-jpeg.tar.gz":
         parser.error(f"--dataset must resolve to cifar10-jpeg.tar.gz, the CIFAR-10 (JPEG copy); it resolves to {source!r}")
-    test_data = datasets.load_split(source, pretrained.DATASETS[WEIGHTS]["split"])
+    try:
+        weights = weights_name(*read_run(args.run_folder))
+    except ShipError as error:
+        print(f"ship_weights: {error}", file=sys.stderr)
+        return 1
+    test_data = datasets.load_split(source, pretrained.WEIGHTS_NAMES[weights]["split"])
     try:
         entry = ship(args.run_folder, test_data, store=args.store, dataset=args.dataset,
                      dataset_sha256=pretrained.sha256(source), batch_size=args.batch_size, replace=args.replace)
