@@ -407,7 +407,7 @@ def model_cards(store=None):
         "(issue 14), seed 0's final epoch only: no weights are chosen by test accuracy.",
         "`CNN32`, `ResNet32`, `ResNetInit32` and `RiR32` take "
         + " or ".join(f"`weights=\"{name}\"` (recipe `{meaning['recipe']}`)" for name, meaning in WEIGHTS_NAMES.items())
-        + ", or `rir_keras.applications.pretrained.build(\"rir32\", weights)`, which builds the model with its "
+        + ", or `rir_keras.applications.pretrained.build(\"rir32\", \"cifar10\")`, which builds the model with its "
         "record's options; one weights name per training recipe, the first the default. The weights ship inside "
         "the package in `applications/weights/`. The file is "
         "checked against the SHA-256 of its record at every load (a corrupted or missing file "
