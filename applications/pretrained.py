@@ -15,7 +15,7 @@ weight enums carry (see `RECORD_FIELDS`): the model's spec (`registry.ModelSpec`
 constructor options, input shape, classes, preprocessing), the dataset, split and class names, the top-1 accuracy measured on the full test
 split and the command that measured it, the recipe, epochs, seed, parameters, Keras and backend
 versions, date and machine. ``tools/ship_weights.py`` writes files and records from a finished
-training run; ``benchmarks/model_table.py --cards`` prints them as model cards for docs/models.md.
+training run; ``benchmarks/model_table.py --cards --output docs/models.md`` writes them as model cards there.
 
 Loading follows keras.applications: with ``include_top=True`` the classes must be the weights'
 classes; ``include_top=False`` loads the body. Options that change the function the network

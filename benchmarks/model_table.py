@@ -2,9 +2,11 @@
 
     .venv/bin/python benchmarks/model_table.py
     .venv/bin/python benchmarks/model_table.py --cards   # docs/models.md's "Shipped weights (model cards)"
+    .venv/bin/python benchmarks/model_table.py --cards --output docs/models.md   # ... written in place
 
 ``--cards`` prints, instead of the table, the section of docs/models.md on the shipped weights,
-written from their manifest (``rir_keras.applications.pretrained.model_cards``).
+written from their manifest (``rir_keras.applications.pretrained.model_cards``); with ``--output``
+it replaces that section of the file (from its heading to the next ``## `` heading) instead.
 
 Parameters are counted on freshly built models (CIFAR input 32x32x3, 10 classes); accuracies are
 the paper's reported figures (``rir_keras.applications.paper``), never measured here.
@@ -37,12 +39,35 @@ def rows():
         keras.backend.clear_session()
 
 
+def replace_section(path, section):
+    """Put ``section`` (markdown starting with its ``## `` heading) in place of the file's section of
+    that heading, which runs to the next ``## `` heading or the end."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    heading = section.split("\n", 1)[0]
+    start = text.find(heading + "\n")
+    if start < 0:
+        raise SystemExit(f"{path} has no line {heading!r} to replace. Received: --output={path}")
+    end = text.find("\n## ", start + len(heading))
+    rest = "" if end < 0 else text[end + 1:]
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text[:start] + section + ("\n" + rest if rest else ""))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cards", action="store_true",
                         help="print the model cards of the shipped weights (from applications/weights/manifest.json)")
-    if parser.parse_args(argv).cards:
-        print(pretrained.model_cards(), end="")
+    parser.add_argument("--output", help="with --cards: the markdown file whose model-cards section to replace")
+    args = parser.parse_args(argv)
+    if args.output and not args.cards:
+        parser.error(f"--output goes with --cards. Received: --output={args.output}")
+    if args.cards:
+        cards = pretrained.model_cards()
+        if args.output:
+            replace_section(args.output, cards)
+        else:
+            print(cards, end="")
         return
     header = ("name", "constructor", "layers", "parameters", "trainable", "paper",
               "CIFAR-10 % (reported by the paper)", "CIFAR-100 % (reported by the paper)")

@@ -370,7 +370,17 @@ def test_ship_weights_refuses(tmp_path, ship_weights, mini_test, source, problem
 def test_docs_carry_the_model_cards():
     """docs/models.md holds the section `benchmarks/model_table.py --cards` writes from the manifest."""
     text = (REPO / "docs" / "models.md").read_text(encoding="utf-8")
-    assert pretrained.model_cards() in text, "regenerate it: .venv/bin/python benchmarks/model_table.py --cards"
+    assert pretrained.model_cards() in text, "regenerate it: .venv/bin/python benchmarks/model_table.py --cards --output docs/models.md"
+
+
+def test_model_table_writes_the_cards_in_place(tmp_path):
+    model_table = load_script("benchmarks/model_table.py")
+    doc = tmp_path / "models.md"
+    doc.write_text("# Models\n\n## Shipped weights (model cards)\n\nold cards\n\n## Options\n\nkept\n")
+    model_table.replace_section(str(doc), "## Shipped weights (model cards)\n\nnew cards\n")
+    assert doc.read_text() == "# Models\n\n## Shipped weights (model cards)\n\nnew cards\n\n## Options\n\nkept\n"
+    with pytest.raises(SystemExit, match="has no line '## Elsewhere'"):
+        model_table.replace_section(str(doc), "## Elsewhere\n")
 
 
 def test_cli_evaluates_shipped_weights(store, source, data_dir, monkeypatch, capsys):

@@ -29,7 +29,8 @@ would make the shipped accuracy a selection on the test set, not a measurement; 
 seed is refused. Other seeds belong in docs/results.md (mean and standard deviation), not here.
 
 Afterwards, regenerate the model cards of docs/models.md with
-``.venv/bin/python benchmarks/model_table.py --cards`` and commit the store and the docs together.
+``.venv/bin/python benchmarks/model_table.py --cards --output docs/models.md`` and commit the store
+and the docs together.
 """
 import argparse
 import datetime
@@ -254,7 +255,7 @@ def main(argv=None):
         return 1
     print(f"shipped {entry['spec']['registry_name']} weights={entry['weights']!r}: {entry['file']}, top-1 "
           f"{100 * entry['top1']:.2f}% ({entry['correct']} of {entry['test_images']}), measured by: {entry['command']}\n"
-          "Now: .venv/bin/python benchmarks/model_table.py --cards (into docs/models.md), and commit "
+          "Now: .venv/bin/python benchmarks/model_table.py --cards --output docs/models.md, and commit "
           "applications/weights/ with it.")
     return 0
 
