@@ -35,9 +35,9 @@ DIFF_LIMIT = 256 * 2**20  # bytes of diff text a session may submit
 WARN_SHARE = 0.5  # past this share of the limit, stop committing campaign state this session
 
 
-def git(*args, check=True):
-    result = subprocess.run(["git", *args], cwd=os.getcwd(), capture_output=True, text=True, check=False)
-    if check and result.returncode:
+def git(*args):
+    result = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+    if result.returncode:
         raise SystemExit(f"git {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
 
@@ -57,7 +57,7 @@ def session_commits(since):
     commits = []
     for line in lines:
         sha, time, subject = line.split("\t", 2)
-        if int(time) < since:
+        if int(time) < int(since):
             break
         commits.append((sha, subject, int(time)))
     return commits
@@ -84,7 +84,7 @@ def stray_backups(campaign):
 
 
 def describe(campaign):
-    """One clause per run that has started: ``resnet32 seed 0: 9/30, 71.02%``."""
+    """One clause per run with a finished epoch: ``resnet32 seed 0 9/30 (71.02%)``."""
     from rir_keras import runs
     from rir_keras.applications import campaign as campaign_lib
 
