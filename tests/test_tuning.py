@@ -533,3 +533,39 @@ def test_oracle_requeues_the_trial_of_a_silent_worker_and_counts_one_result(tmp_
     assert oracle.end_order == [second.trial_id] and second.score == 0.5
     assert oracle.get_best_trials()[0].metrics.get_best_value("val_accuracy") == 0.5
     assert oracle.ongoing_trials == {"worker1": first}
+
+
+def test_a_trial_whose_file_was_written_but_not_oracle_json_runs_again_after_a_reload(tmp_path, mini):
+    """KerasTuner writes a new trial's file, then oracle.json: a kill between the two leaves a RUNNING
+    trial that oracle.json does not list as started. Its grid point must not count as done."""
+    train, _ = mini
+    config = training.TrainConfig(epochs=1, batch_size=16, jit_compile=False)
+
+    def grid_search():
+        return GridSearch(RiRHyperModel("rir_3x10", TINY_GRID, train, config, TINY), directory=tmp_path,
+                          project_name="search")
+
+    tuner = grid_search()
+    tuner.save()  # as `search` does first: a search is reloaded only where the tuner's file exists
+    oracle = tuner.oracle
+    first = oracle.create_trial("worker1")
+    oracle_file = os.path.join(oracle._project_dir, "oracle.json")
+    before_second = open(oracle_file).read()
+    second = oracle.create_trial("worker2")
+    with open(oracle_file, "w") as file:  # as if killed between the trial's file and oracle.json
+        file.write(before_second)
+    assert json.loads(before_second)["start_order"] == [first.trial_id]
+
+    reloaded = grid_search().oracle
+    assert reloaded.trials[second.trial_id].status == "RUNNING"
+    # A single search sends both running trials to the retry queue; none is lost, then the grid goes on.
+    again = [reloaded.create_trial(tuner_id) for tuner_id in ("worker3", "worker4", "worker5")]
+    assert sorted(trial.trial_id for trial in again[:2]) == [first.trial_id, second.trial_id]
+    assert again[2].trial_id not in (first.trial_id, second.trial_id)
+    points = [_point(trial) for trial in again]
+    assert sorted(points) == sorted(set(points)) and _point(second) in points
+    assert second.trial_id in reloaded.start_order
+
+
+def _point(trial):
+    return tuple(sorted(trial.hyperparameters.values.items()))

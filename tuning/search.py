@@ -79,7 +79,8 @@ class ResumableGridSearchOracle(internals.AtomicOracleFiles, keras_tuner.oracles
         super().set_state(state)
         # KerasTuner writes a trial's file, then oracle.json. A kill between the two leaves either
         # a finished trial still listed as running (reload would run it again: drop it) or a new
-        # RUNNING trial that no tuner owns (its grid point would count as done: run it again).
+        # RUNNING trial that no tuner owns, which oracle.json may not even list as started (its grid
+        # point would count as done: run it again). Every trial file counts, not only start_order.
         for tuner_id, trial in list(self.ongoing_trials.items()):
             if trial.status in (TrialStatus.COMPLETED, TrialStatus.FAILED):
                 del self.ongoing_trials[tuner_id]
@@ -87,9 +88,11 @@ class ResumableGridSearchOracle(internals.AtomicOracleFiles, keras_tuner.oracles
                     self.end_order.append(trial.trial_id)
         queue = internals.retry_queue(self)
         owned = {trial.trial_id for trial in self.ongoing_trials.values()} | set(queue)
-        for trial_id in self.start_order:
+        for trial_id in sorted(self.trials):
             if self.trials[trial_id].status == TrialStatus.RUNNING and trial_id not in owned:
                 queue.append(trial_id)
+                if trial_id not in self.start_order:
+                    self.start_order.append(trial_id)
         self.reloaded_ongoing = dict(self.ongoing_trials)
 
     def reload(self):
