@@ -28,7 +28,7 @@ from rir_keras.cli import main
 from rir_keras.layers import BlockShortcut, RiRConv2D
 from rir_keras.preprocessing import model_preprocessing
 from rir_keras.tuning import RiRHyperModel, grid_size, load_best, load_grid, preset_names, validate_grid
-from rir_keras.tuning.search import GridSearch, build_recorded, trial_runs
+from rir_keras.tuning.search import GridSearch, _point_key, build_recorded, trial_runs
 
 TINY = {"layers_per_block": 2, "widths": [8, 8, 8]}
 TINY_GRID = {"optimizer": ["sgd", "adam"], "identity": ["init", "constant"]}  # the "tiny" preset
@@ -549,8 +549,9 @@ def test_a_trial_whose_file_was_written_but_not_oracle_json_runs_again_after_a_r
     tuner.save()  # as `search` does first: a search is reloaded only where the tuner's file exists
     oracle = tuner.oracle
     first = oracle.create_trial("worker1")
-    oracle_file = os.path.join(oracle._project_dir, "oracle.json")
-    before_second = open(oracle_file).read()
+    oracle_file = os.path.join(tuner.project_dir, "oracle.json")
+    with open(oracle_file) as file:
+        before_second = file.read()
     second = oracle.create_trial("worker2")
     with open(oracle_file, "w") as file:  # as if killed between the trial's file and oracle.json
         file.write(before_second)
@@ -562,10 +563,6 @@ def test_a_trial_whose_file_was_written_but_not_oracle_json_runs_again_after_a_r
     again = [reloaded.create_trial(tuner_id) for tuner_id in ("worker3", "worker4", "worker5")]
     assert sorted(trial.trial_id for trial in again[:2]) == [first.trial_id, second.trial_id]
     assert again[2].trial_id not in (first.trial_id, second.trial_id)
-    points = [_point(trial) for trial in again]
-    assert sorted(points) == sorted(set(points)) and _point(second) in points
+    points = [_point_key(trial.hyperparameters.values) for trial in again]
+    assert sorted(points) == sorted(set(points)) and _point_key(second.hyperparameters.values) in points
     assert second.trial_id in reloaded.start_order
-
-
-def _point(trial):
-    return tuple(sorted(trial.hyperparameters.values.items()))
