@@ -18,7 +18,7 @@ JAX = ["jax>=0.4.30,<0.12"]
 
 setup(
     name="rir_keras",
-    version="0.7.0",
+    version="0.8.0",
     description="Resnet in Resnet (Targ, Almeida, Lyman 2016) for Keras 3",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

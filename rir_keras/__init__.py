@@ -12,5 +12,5 @@ from rir_keras.layers import (  # noqa: E402
     BatchNormalization, BlockShortcut, ForgetGate, ResNetInitConv2D, RiRConv2D,
 )
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
 __all__ = ["ResNetInit", "ResNetInitConv2D", "RiRConv2D", "BlockShortcut", "ForgetGate", "BatchNormalization"]
