@@ -22,9 +22,19 @@ def train_one(name, args, train_data, test_data, output_dir, restart=False, dist
         spec = command_line.model_spec(name, args, train_data)
         model = spec.build()
         settings = {"spec": spec.to_dict(), "recipe": args.recipe, "dataset": str(args.dataset),
+                    "data": data_identity(args.dataset),
                     "train_split": args.train_split, "test_split": args.test_split, "precision": args.precision}
         return training.train(model, train_data, test_data, command_line.train_config(args), output_dir,
                               verbose=args.verbose, restart=restart, settings=settings, distribution=distribution)
+
+
+def data_identity(dataset):
+    """What a run records of its data: the archive's file name and SHA-256 (a continuation on other
+    data is refused), the tensorflow-datasets name, or a folder's name."""
+    described = datasets.describe_source(dataset)
+    if "path" in described:  # the same data wherever it lies
+        described["file"] = os.path.basename(described.pop("path").rstrip(os.sep))
+    return described
 
 
 def run_train(args):

@@ -3,7 +3,8 @@
 Timings taken beside other work are worthless on a 2-core machine (docs/benchmarks.md once gave
 ratios that spread from 0.55 to 5.32 within one row, measured at load 4-5). So each
 section runs inside `quiet_machine`: it pauses the background campaign (``kill -STOP`` on the PID
-in its pid file, ``kill -CONT`` afterwards, whatever happens), then waits until the CPUs are idle
+in its pid file, to its whole process group when it leads one, as `make campaign` starts it;
+``kill -CONT`` afterwards, whatever happens), then waits until the CPUs are idle
 (busy share of all cores, from /proc/stat over a few seconds, at most ``max_busy`` per core) and
 refuses with a one-line error if they do not become so in time. What it saw is returned, for the
 section's header: the load averages before and after, the busy share, what was paused.
@@ -14,7 +15,7 @@ import os
 import signal
 import time
 
-DEFAULT_PID_FILE = os.path.join("results", "table32-cifar10", "campaign.pid")
+DEFAULT_PID_FILE = os.path.join("results", "campaign.pid")
 
 
 class BusyMachine(RuntimeError):
@@ -42,6 +43,18 @@ def _alive(pid):
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def signal_campaign(pid, signum):
+    """Send ``signum`` to the campaign: its process group when ``pid`` leads one (`make campaign`
+    runs its stages under a shell that does), else the process alone."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signum)
+            return
+    except ProcessLookupError:
+        return
+    os.kill(pid, signum)
 
 
 def campaign_pid(pid_file):
@@ -83,7 +96,7 @@ def quiet_machine(pid_file=DEFAULT_PID_FILE, max_busy=0.5, wait_seconds=300.0, a
         # A `kill` of the benchmark must resume the campaign too: SIGTERM unwinds through `finally`.
         signal.signal(signal.SIGTERM, _exit_on_term)
         say(f"pausing the training campaign (PID {pid}) for this section")
-        os.kill(pid, signal.SIGSTOP)
+        signal_campaign(pid, signal.SIGSTOP)
     try:
         limit = max_busy * os.cpu_count()
         deadline = time.monotonic() + wait_seconds
@@ -101,7 +114,7 @@ def quiet_machine(pid_file=DEFAULT_PID_FILE, max_busy=0.5, wait_seconds=300.0, a
         conditions.load_after = os.getloadavg()
     finally:
         if pid is not None:
-            os.kill(pid, signal.SIGCONT)
+            signal_campaign(pid, signal.SIGCONT)
             signal.signal(signal.SIGTERM, terminate)
             say(f"resumed the training campaign (PID {pid})")
 

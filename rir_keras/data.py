@@ -6,7 +6,7 @@ same on the TensorFlow, JAX and PyTorch backends.
 
 Sources that `load_split` reads:
 
-- a folder laid out ``<split>/<class>/<image>`` (.jpg, .jpeg, .png), or a ``.tar.gz``/``.tgz``
+- a folder laid out ``<split>/<class>/<image>`` (.jpg, .jpeg, .png, .webp), or a ``.tar.gz``/``.tgz``
   archive with that layout (read as a stream, never extracted to disk). One common enclosing
   folder (``cifar10/train/cat/0001.jpg``) is fine. Decoded with PIL: no TensorFlow needed.
 - a tensorflow-datasets name (``"cifar10"``, ``"cifar100"``, ``"tfds:NAME"``); needs TensorFlow.
@@ -20,6 +20,7 @@ module imports on a machine with JAX alone (``KERAS_BACKEND=jax``).
 """
 import dataclasses
 import gzip
+import hashlib
 import io
 import math
 import numbers
@@ -32,10 +33,13 @@ import numpy as np
 
 DATA_ENV_VAR = "RIR_KERAS_DATA"
 TFDS_PREFIX = "tfds:"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP")  # what PIL may decode: nothing else, whatever a file claims
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
-# Archive names tried, in order, for a bare dataset name under RIR_KERAS_DATA.
-LOCAL_ARCHIVE_PATTERNS = ("{name}.tar.gz", "{name}.tgz", "{name}-jpeg.tar.gz")
+# Archive names tried, in order, for a bare dataset name under RIR_KERAS_DATA: the lossless copies
+# (WebP, PNG) before anything else, the JPEG copy last.
+LOCAL_ARCHIVE_PATTERNS = ("{name}-webp.tar.gz", "{name}-png.tar.gz", "{name}.tar.gz", "{name}.tgz",
+                          "{name}-jpeg.tar.gz")
 # Purpose tags that keep the shuffle and augmentation random streams of ArrayBatches apart.
 _SHUFFLE_STREAM, _AUGMENT_STREAM = 0, 1
 
@@ -206,6 +210,28 @@ def _find_local_archive(name):
     return None
 
 
+def describe_source(source):
+    """What ``source`` resolves to, as results and manifests record it: ``{"path": ..., "sha256": ...}``
+    for an archive file (its SHA-256, so a figure names the exact data it was measured on),
+    ``{"path": ...}`` for a folder, ``{"tfds": NAME}`` for tensorflow-datasets."""
+    resolved = resolve_source(source)
+    if resolved.startswith(TFDS_PREFIX):
+        return {"tfds": resolved[len(TFDS_PREFIX):]}
+    described = {"path": os.path.abspath(resolved)}
+    if os.path.isfile(resolved):
+        described["sha256"] = file_sha256(resolved)
+    return described
+
+
+def file_sha256(path):
+    """The SHA-256 of the file at ``path``, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def dataset_family(dataset):
     """"cifar100" or "cifar10" when the base name of the ``--dataset`` argument starts with it
     (``cifar10-mini``, ``data/cifar100.tar.gz``, ``tfds:cifar10``), else ``None``."""
@@ -371,7 +397,7 @@ def _decode_image(data, name, origin):
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data), formats=("JPEG", "PNG")) as image:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
             image.load()
             gray = image.mode in ("1", "L", "LA", "I", "I;16", "F")
             mode = "L" if gray else "RGB"

@@ -1,8 +1,11 @@
 """The benchmarks' quiet-machine guard (benchmarks/quiet.py): it pauses the campaign, always resumes
 it, and refuses to measure on a busy machine. (What the benchmarks measure is never timed in tests.)"""
+import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -27,6 +30,26 @@ def campaign(tmp_path):
     yield process, pid_file
     process.kill()
     process.wait()
+
+
+def test_a_campaign_that_leads_a_process_group_is_paused_whole(quiet, tmp_path):
+    # `make campaign` runs its stages under a shell that leads a process group: the training
+    # process is the shell's child, and it is the one that must stop.
+    leader = subprocess.Popen(["sh", "-c", "sleep 60 & wait"], start_new_session=True)
+    pid_file = tmp_path / "campaign.pid"
+    pid_file.write_text(str(leader.pid))
+    try:
+        deadline = time.monotonic() + 10
+        while not (children := pathlib.Path(f"/proc/{leader.pid}/task/{leader.pid}/children").read_text().split()):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        child = int(children[0])
+        with quiet.quiet_machine(pid_file, allow_busy=True, say=lambda m: None):
+            assert state(leader.pid) == "T" and state(child) == "T"
+        assert state(leader.pid) != "T" and state(child) != "T"
+    finally:
+        os.killpg(leader.pid, signal.SIGKILL)
+        leader.wait()
 
 
 def test_the_campaign_is_paused_during_a_section_and_resumed_after(quiet, campaign):

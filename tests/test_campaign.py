@@ -254,19 +254,22 @@ def test_campaign_commits_amend_within_a_session_and_never_carry_a_replaced_back
     git("add", "-A")
     git("commit", "-q", "-m", f"{tool.PREFIX} earlier session")
     monkeypatch.delenv("GIT_COMMITTER_DATE")
-    (campaign / "campaign.pid").write_text("1")
-    os.utime(campaign / "campaign.pid", (time.time() - 60, time.time() - 60))
+    pid_file = repo / "results" / "campaign.pid"
+    pid_file.write_text("1")
+    os.utime(pid_file, (time.time() - 60, time.time() - 60))
+    # A second campaign folder that has not started yet is passed too, as `make campaign-commit` does.
+    flags = ["--repo", str(repo), "--campaign", "results/c", "results/not-started", "--pid-file", "results/campaign.pid"]
     commits = lambda: git("log", "--format=%s").splitlines()  # noqa: E731
     tree = lambda: set(git("ls-tree", "-r", "--name-only", "HEAD").split())  # noqa: E731
 
     finish_epoch(2, keep_stray=True)
-    assert tool.main(["--repo", str(repo), "--campaign", "results/c"]) == 0
-    assert len(commits()) == 2 and commits()[0] == f"{tool.PREFIX} rir32 seed 0 2/30 (51.00%)"
+    assert tool.main(flags) == 0
+    assert len(commits()) == 2 and commits()[0] == f"{tool.PREFIX} c: rir32 seed 0 2/30 (51.00%)"
     backups = {p for p in tree() if "/backup/weights-" in p}
     assert backups == {"results/c/rir32/seed0/backup/weights-2.weights.h5"}  # not the half-written one
 
     finish_epoch(3)  # the same session: the commit of epoch 2 is amended, its backup never lands
-    assert tool.main(["--repo", str(repo), "--campaign", "results/c"]) == 0
+    assert tool.main(flags) == 0
     assert len(commits()) == 2 and "3/30" in commits()[0]
     assert "results/c/rir32/seed0/backup/weights-3.weights.h5" in tree()
     assert not any("weights-2" in line for line in git("log", "--name-only", "--format=").split())
@@ -275,7 +278,7 @@ def test_campaign_commits_amend_within_a_session_and_never_carry_a_replaced_back
     git("add", "code.py")
     git("commit", "-q", "-m", "Some code")
     finish_epoch(4)
-    assert tool.main(["--repo", str(repo), "--campaign", "results/c"]) == 0
-    assert commits()[:2] == [f"{tool.PREFIX} rir32 seed 0 4/30 (53.00%)", "Some code"]
-    assert tool.main(["--repo", str(repo), "--campaign", "results/c", "--check"]) == 0
-    assert tool.session_commits(os.path.getmtime(campaign / "campaign.pid"))[-1][1].startswith(f"{tool.PREFIX} rir32")
+    assert tool.main(flags) == 0
+    assert commits()[:2] == [f"{tool.PREFIX} c: rir32 seed 0 4/30 (53.00%)", "Some code"]
+    assert tool.main([*flags, "--check"]) == 0
+    assert tool.session_commits(os.path.getmtime(pid_file))[-1][1].startswith(f"{tool.PREFIX} c: rir32")

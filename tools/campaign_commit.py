@@ -9,11 +9,11 @@ twice. Each epoch's backup of a 32-layer model is a new 4 MiB file that replaces
 so a commit per epoch costs about 9 MiB of diff text: a session that committed some sixty epochs
 that way was refused whole, and its work was lost.
 
-So this script commits the campaign folder as one "Campaign state" commit per stretch of work: when
+So this script commits the campaign folders as one "Campaign state" commit per stretch of work: when
 the newest commit is already a campaign-state commit made in this session, it is amended, and the
 backup files it replaced never reach the submission. A campaign-state commit of an earlier session
 (one that may have landed) is never amended. "This session" began when the running campaign
-started: the modification time of ``CAMPAIGN/campaign.pid``, which ``make campaign`` writes.
+started: the modification time of the PID file (``results/campaign.pid``), which ``make campaign`` writes.
 
 Only the backup file that ``backup/training_metadata.json`` names is committed (a file being
 written at this instant is left out), and the message says how far each run got. Afterwards, and
@@ -42,12 +42,11 @@ def git(*args):
     return result.stdout
 
 
-def session_start(campaign):
+def session_start(pid_file):
     """When this session's campaign started (the PID file's time), as a Unix time."""
-    pid_file = os.path.join(campaign, "campaign.pid")
     if not os.path.isfile(pid_file):
         raise SystemExit(f"{pid_file} not found: start the campaign with `make campaign` first "
-                         "(its start marks the beginning of this session). Received: --campaign=" + campaign)
+                         "(its start marks the beginning of this session). Received: --pid-file=" + pid_file)
     return os.path.getmtime(pid_file)
 
 
@@ -99,19 +98,24 @@ def describe(campaign):
     return "; ".join(parts)
 
 
-def commit(campaign, since):
-    git("add", "-A", "--", campaign)
-    stray = stray_backups(campaign)
+def commit(campaigns, since):
+    campaigns = [c for c in campaigns if os.path.isfile(os.path.join(c, "campaign.json"))]
+    if not campaigns:
+        print("campaign state: no campaign has started yet")
+        return
+    git("add", "-A", "--", *campaigns)
+    stray = [path for campaign in campaigns for path in stray_backups(campaign)]
     if stray:
         git("rm", "--cached", "--quiet", "--ignore-unmatch", "--", *stray)
-    if not git("diff", "--cached", "--name-only", "--", campaign).strip():
+    if not git("diff", "--cached", "--name-only", "--", *campaigns).strip():
         print("campaign state: nothing new to commit")
         return
-    message = (f"{PREFIX} {describe(campaign)}\n\nCommitted by tools/campaign_commit.py; the state resumes from "
-               "each run's last finished epoch (CIFAR-10 (JPEG copy) test accuracy in parentheses).")
+    described = [f"{os.path.basename(c.rstrip('/'))}: {describe(c)}" for c in campaigns if describe(c)]
+    message = (f"{PREFIX} {'; '.join(described) or 'started'}\n\nCommitted by tools/campaign_commit.py; the state "
+               "resumes from each run's last finished epoch (test accuracy on the campaign's data in parentheses).")
     head = session_commits(since)[:1]
     amend = bool(head) and head[0][1].startswith(PREFIX)
-    git("commit", "--quiet", *(["--amend"] if amend else []), "-m", message, "--", campaign)
+    git("commit", "--quiet", *(["--amend"] if amend else []), "-m", message, "--", *campaigns)
     print(("amended" if amend else "committed") + f": {message.splitlines()[0]}")
 
 
@@ -134,13 +138,15 @@ def report(since):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--campaign", default="results/table32-cifar10",
-                        help="the campaign folder, relative to the repository root")
+    parser.add_argument("--campaign", nargs="+", default=["results/table32-cifar10-fast", "results/table32-cifar10-long"],
+                        help="the campaign folders, relative to the repository root")
+    parser.add_argument("--pid-file", default="results/campaign.pid",
+                        help="the PID file `make campaign` wrote: its time marks the beginning of this session")
     parser.add_argument("--repo", default=REPO, help="the repository (default: the one holding this script)")
     parser.add_argument("--check", action="store_true", help="commit nothing: only report this session's size")
     args = parser.parse_args(argv)
     os.chdir(args.repo)
-    since = session_start(args.campaign)
+    since = session_start(args.pid_file)
     if not args.check:
         commit(args.campaign, since)
     return 1 if report(since) else 0
