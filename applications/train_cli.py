@@ -7,7 +7,7 @@ import keras
 
 from rir_keras import data as datasets
 from rir_keras import preprocessing as preprocessing_lib
-from rir_keras import runs, training
+from rir_keras import runs, test_time, training
 from rir_keras.distribute import NONE as ONE_DEVICE
 from rir_keras.applications import command_line, pretrained, registry
 from rir_keras.applications.command_line import subset
@@ -47,6 +47,12 @@ def run_train(args):
           f"epochs; results in {os.path.join(args.output, 'results.json')}")
 
 
+def scored(model, data, batch_size):
+    """``{"correct", "loss", "accuracy"}`` of ``model`` on ``data``."""
+    result = training.score(model, data, batch_size)
+    return {"correct": int(round(float(result["accuracy"]) * len(data))), **{k: float(v) for k, v in result.items()}}
+
+
 def run_evaluate(args):
     if (args.model_file is None) == (args.model is None):
         raise ValueError("evaluate takes a model file or --model NAME --weights DATASET, one of the two. "
@@ -58,11 +64,11 @@ def run_evaluate(args):
         model = command_line.load_model_file(args.model_file)
         source = {"model_file": args.model_file}
     test = subset(datasets.load_split(args.dataset, args.split, data_dir=args.data_dir), args.limit, 0, "--limit")
-    result = training.score(model, test, args.batch_size)  # the model normalizes the raw images itself
-    report = {**source, "dataset": str(args.dataset), "split": args.split, "images": len(test),
-              "correct": int(round(float(result["accuracy"]) * len(test))),
-              "preprocessing": preprocessing_lib.model_preprocessing(model),
-              **{k: float(v) for k, v in result.items()}}
+    report = {**source, "dataset": str(args.dataset), "data": data_identity(args.dataset), "split": args.split,
+              "images": len(test), "preprocessing": preprocessing_lib.model_preprocessing(model),
+              **scored(model, test, args.batch_size)}  # the model normalizes the raw images itself
+    if args.tta != "none":  # beside the single-view figure, never instead of it
+        report["tta"] = {"mode": args.tta, **scored(test_time.with_tta(model, args.tta), test, args.batch_size)}
     print(json.dumps(report, indent=2))
     return 0
 
@@ -98,4 +104,7 @@ def add_evaluate(subparsers):
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, help="evaluate a random subset of this many images")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--tta", default="none", choices=test_time.TTA_MODES,
+                        help="test-time augmentation, reported beside the single-view figure: flip averages "
+                             "the predictions of each image and its mirror image")
     parser.set_defaults(func=command_line.checked(run_evaluate))

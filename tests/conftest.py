@@ -28,8 +28,9 @@ def load_script(relative_path):
 
 @pytest.fixture(scope="session")
 def data_dir():
-    """The folder holding cifar10-jpeg.tar.gz and cifar10-mini.tar.gz."""
+    """The folder holding the CIFAR-10 archives: tests read the lossless mini (cifar10-png-mini.tar.gz);
+    the data tests also its JPEG twin (cifar10-mini.tar.gz), the same 1,200 images."""
     path = pathlib.Path(os.environ.get("RIR_KERAS_DATA", REPO.parent / "shared" / "datasets" / "cifar10"))
-    if not (path / "cifar10-mini.tar.gz").is_file():
-        pytest.fail(f"CIFAR-10 (JPEG copy) not found: set RIR_KERAS_DATA. Looked in {path}")
+    if not (path / "cifar10-png-mini.tar.gz").is_file():
+        pytest.fail(f"CIFAR-10 (cifar10-png-mini.tar.gz) not found: set RIR_KERAS_DATA. Looked in {path}")
     return path

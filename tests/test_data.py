@@ -64,7 +64,7 @@ def assert_error_names(exc_info, *fragments):
 
 @pytest.fixture(scope="module")
 def mini(data_dir):
-    path = data_dir / "cifar10-mini.tar.gz"
+    path = data_dir / "cifar10-png-mini.tar.gz"
     return load_split(path, "train"), load_split(path, "test")
 
 
@@ -78,10 +78,38 @@ def test_mini_archive_has_the_documented_contents(mini):
         assert split.images.std() > 10  # real pictures, not blank
 
 
-def test_resolve_source_prefers_archives_under_the_env_var(data_dir, tmp_path, monkeypatch):
+def test_mini_archives_hold_the_same_images_lossless_and_as_jpeg(data_dir, mini):
+    # The JPEG twin of the lossless mini: same names, so same labels and order; pixels within
+    # what JPEG quality 75 loses (about 6 grey levels on average), never equal.
+    jpeg = load_split(data_dir / "cifar10-mini.tar.gz", "test")
+    np.testing.assert_array_equal(jpeg.labels, mini[1].labels)
+    error = np.abs(jpeg.images.astype(int) - mini[1].images.astype(int)).mean()
+    assert 2 < error < 12
+
+
+def test_webp_images_are_read_losslessly(tmp_path, mini):
+    from PIL import Image
+
+    images = mini[1].images[:3]
+    for i, image in enumerate(images):
+        folder = tmp_path / "test" / mini[1].class_names[mini[1].labels[i]]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:04d}.webp", lossless=True)
+    read = load_split(tmp_path, "test")
+    labelled = lambda d, n: sorted((d.class_names[d.labels[i]], d.images[i].tobytes()) for i in range(n))  # noqa: E731
+    assert labelled(read, len(read)) == labelled(mini[1], 3)  # exact pixels, each under its class
+
+
+def test_resolve_source_prefers_lossless_archives_under_the_env_var(data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("RIR_KERAS_DATA", str(data_dir))
-    assert data.resolve_source("cifar10") == str(data_dir / "cifar10-jpeg.tar.gz")
-    assert data.resolve_source("cifar10-mini") == str(data_dir / "cifar10-mini.tar.gz")
+    assert data.resolve_source("cifar10") == str(data_dir / "cifar10-webp.tar.gz")
+    assert data.resolve_source("cifar10-png-mini") == str(data_dir / "cifar10-png-mini.tar.gz")
+    assert data.resolve_source("cifar10-mini") == str(data_dir / "cifar10-mini.tar.gz")  # the JPEG mini, by name
+    for name in ("x-jpeg.tar.gz", "x.tar.gz", "x-png.tar.gz", "x-webp.tar.gz"):  # lossless first, JPEG last
+        (tmp_path / name).write_bytes(b"")
+        monkeypatch.setenv("RIR_KERAS_DATA", f"{tmp_path}")
+        assert data.resolve_source("x") == str(tmp_path / name)
+    monkeypatch.setenv("RIR_KERAS_DATA", str(data_dir))
     assert data.resolve_source("cifar100") == "tfds:cifar100"
     assert data.resolve_source("tfds:cifar10") == "tfds:cifar10"
     assert data.resolve_source(tmp_path) == str(tmp_path)
@@ -92,7 +120,7 @@ def test_resolve_source_prefers_archives_under_the_env_var(data_dir, tmp_path, m
 
 def test_load_split_by_name_reads_the_local_archive(data_dir, monkeypatch, mini):
     monkeypatch.setenv("RIR_KERAS_DATA", str(data_dir))
-    test = load_split("cifar10-mini", "test")
+    test = load_split("cifar10-png-mini", "test")
     np.testing.assert_array_equal(test.images, mini[1].images)
     np.testing.assert_array_equal(test.labels, mini[1].labels)
 
@@ -100,7 +128,7 @@ def test_load_split_by_name_reads_the_local_archive(data_dir, monkeypatch, mini)
 def test_module_and_archive_loading_need_no_tensorflow(data_dir):
     code = (
         "import sys; from rir_keras.data import load_split; "
-        f"d = load_split({str(data_dir / 'cifar10-mini.tar.gz')!r}, 'test'); "
+        f"d = load_split({str(data_dir / 'cifar10-png-mini.tar.gz')!r}, 'test'); "
         "assert len(d) == 200; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
     env = dict(os.environ, KERAS_BACKEND="jax")
@@ -183,7 +211,7 @@ def test_corrupt_archive(tmp_path):
 
 @pytest.mark.parametrize("keep", [0.5, -8], ids=["half", "missing-gzip-trailer"])
 def test_truncated_archive(data_dir, tmp_path, keep):
-    whole = (data_dir / "cifar10-mini.tar.gz").read_bytes()
+    whole = (data_dir / "cifar10-png-mini.tar.gz").read_bytes()
     path = tmp_path / "cut.tar.gz"
     path.write_bytes(whole[: int(len(whole) * keep)] if keep > 0 else whole[:keep])
     with pytest.raises(ValueError) as exc_info:
