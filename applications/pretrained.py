@@ -1,5 +1,5 @@
 """Shipped trained weights: ``weights="cifar10"`` (and ``"cifar10_paper"``) for CNN32, ResNet32,
-ResNetInit32 and RiR32: one weights name per training recipe (`WEIGHTS_NAMES`).
+ResNetInit32 and RiR32 (`WEIGHTS_NAMES`): the zoo's best weights on CIFAR-10, and the paper's recipe.
 
 The store is the folder ``weights/`` inside this package (installed with it as package data). It
 holds the weights files and ``manifest.json``, one record per (registry model, weights name)::
@@ -13,8 +13,8 @@ is in its record and is checked every time the file is loaded, so a corrupted or
 raises ValueError instead of giving a silently wrong model. The record carries what torchvision's
 weight enums carry (see `RECORD_FIELDS`): the model's spec (`registry.ModelSpec`: registry name,
 constructor options, input shape, classes, preprocessing), the dataset, split and class names, the top-1 accuracy measured on the full test
-split and the command that measured it, the recipe, epochs, seed, parameters, Keras and backend
-versions, date and machine. ``tools/ship_weights.py`` writes files and records from a finished
+split and the command that measured it (and, beside it, with test-time flips), the recipe,
+epochs, seed, parameters, Keras and backend versions, date and machine. ``tools/ship_weights.py`` writes files and records from a finished
 training run; ``benchmarks/model_table.py --cards --output docs/models.md`` writes them as model cards there.
 
 Loading follows keras.applications: with ``include_top=True`` the classes must be the weights'
@@ -25,7 +25,6 @@ computes (`FUNCTION_OPTIONS`) must equal the record's; options that only change 
 ``preprocess_input(images, preprocessing)`` with the record's ``preprocessing``.
 """
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -34,25 +33,29 @@ import textwrap
 import numpy as np
 
 from rir_keras import preprocessing as preprocessing_lib
+from rir_keras.data import file_sha256 as sha256  # noqa: F401  (the store's files are checked by it)
 
 # The folder of shipped weights and its manifest. Read at each call, so tests and
 # tools/ship_weights.py can point it at another folder.
 STORE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 MANIFEST = "manifest.json"
 
-# The names ``weights=`` accepts besides None and a path, and what each one means: one name per
-# training recipe, as torchvision names weights after how they were trained. "cifar10", the
-# default, is the CPU training campaign's `fast` recipe; "cifar10_paper" the paper's recipe (82
-# epochs, step decay), which trains on a lent GPU (tools/gpu/, stage table1).
+# The names ``weights=`` accepts besides None and a path, and what each one means, as torchvision
+# names weights after how they were trained. "cifar10", the default, is the zoo's best: the `long`
+# recipe's weights on the official CIFAR-10, or, until a model's `long` run has finished, its `fast`
+# run's (its record says which recipe and which data); "cifar10_paper" the paper's recipe (82
+# epochs, step decay), which trains on a lent GPU (tools/gpu/, stage table1). A weights name's
+# ``recipes`` come best first: shipping never replaces weights of a better recipe by a worse one.
 _CIFAR10 = {
-    "dataset": "CIFAR-10 (JPEG copy)",  # pixels differ slightly from the original binaries
-    "source": "cifar10",  # the --dataset argument: cifar10-jpeg.tar.gz under $RIR_KERAS_DATA
+    "dataset": "CIFAR-10",  # the official data, lossless; older records say "CIFAR-10 (JPEG copy)"
+    "source": "cifar10",  # the --dataset argument: cifar10-webp.tar.gz under $RIR_KERAS_DATA
+    "archive": "cifar10-webp.tar.gz",
     "split": "test",
     "classes": list(preprocessing_lib.CIFAR10_CLASSES),
 }
 WEIGHTS_NAMES = {
-    "cifar10": {**_CIFAR10, "recipe": "fast"},
-    "cifar10_paper": {**_CIFAR10, "recipe": "paper"},
+    "cifar10": {**_CIFAR10, "recipes": ("long", "fast")},
+    "cifar10_paper": {**_CIFAR10, "recipes": ("paper",)},
 }
 # Constructor options that change the function the network computes: they must equal the record's.
 FUNCTION_OPTIONS = ("shortcut", "identity", "transient_ratio", "width_multiplier", "forget_gate", "preprocessing")
@@ -65,12 +68,12 @@ EVALUATE_BATCH_SIZE = 256  # rir-keras evaluate's default
 
 # Every field of a record, its type(s), and what it means (docs/models.md shows the same list).
 RECORD_FIELDS = {
-    "weights": (str, "the weights name the constructors take, e.g. `weights=\"cifar10\"`; it names the recipe"),
+    "weights": (str, "the weights name the constructors take, e.g. `weights=\"cifar10\"`"),
     "file": (str, "the weights file in the store, `<registry name>-<weights>-<sha256[:8]>.weights.h5`"),
     "sha256": (str, "SHA-256 of the file, checked at every load"),
     "spec": (dict, "the model the weights belong to (`registry.ModelSpec`): registry name, constructor "
                    "options, input shape, classes, preprocessing; `pretrained.build` builds it"),
-    "dataset": (str, "the data, e.g. CIFAR-10 (JPEG copy)"),
+    "dataset": (str, "the data trained and measured on: CIFAR-10 (the official data), or CIFAR-10 (JPEG copy)"),
     "dataset_sha256": ((str, type(None)), "SHA-256 of the dataset archive measured on"),
     "train_split": (str, "the split trained on"),
     "train_images": (int, "images trained on"),
@@ -80,7 +83,11 @@ RECORD_FIELDS = {
     "top1": (float, "top-1 accuracy measured on the full split, through `weights=...` (correct / test_images)"),
     "correct": (int, "images classified correctly"),
     "command": (str, "the command that measured `top1`"),
-    "recipe": (str, "the training recipe (`rir_keras.recipes`): the one its weights name stands for"),
+    "top1_flip": ((float, type(None)), "top-1 with test-time flips (each image's and its mirror's predictions "
+                                       "averaged; `rir-keras evaluate ... --tta flip`), beside `top1`, never "
+                                       "instead of it; null where not measured (older records)"),
+    "correct_flip": ((int, type(None)), "images classified correctly with test-time flips; null where not measured"),
+    "recipe": (str, "the training recipe (`rir_keras.recipes`): one of those its weights name stands for"),
     "config": (dict, "every training setting of the run"),
     "epochs": (int, "epochs trained: the final epoch's weights, never one chosen by test accuracy"),
     "seed": (int, "the training seed (always 0: seeds are never chosen by test accuracy)"),
@@ -101,8 +108,8 @@ def _received(name, value):
 
 
 def weights_for_recipe(recipe):
-    """The weights name that ships runs of ``recipe`` ("fast" -> "cifar10"), or None."""
-    return next((name for name, meaning in WEIGHTS_NAMES.items() if meaning["recipe"] == recipe), None)
+    """The weights name that ships runs of ``recipe`` ("long" and "fast" -> "cifar10"), or None."""
+    return next((name for name, meaning in WEIGHTS_NAMES.items() if recipe in meaning["recipes"]), None)
 
 
 def manifest_path(store=None):
@@ -127,14 +134,6 @@ def records(store=None):
     """Every record of the store, sorted by model and weights name."""
     manifest = read_manifest(store)
     return [manifest[name][weights] for name in sorted(manifest) for weights in sorted(manifest[name])]
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_name(name, weights, digest):
@@ -220,7 +219,7 @@ def unavailable(name, weights, store=None):
     campaign = _registry().shipping(weights)
     if name in campaign:
         return ValueError(f"weights={weights!r} for {name} are not available yet: its training campaign "
-                          f"(recipe {WEIGHTS_NAMES[weights]['recipe']}) has not finished (see docs/results.md). "
+                          f"(recipe {' or '.join(WEIGHTS_NAMES[weights]['recipes'])}) has not finished (see docs/results.md). "
                           f"{_received('weights', weights)}")
     shipped = sorted({model for model, by_weights in read_manifest(store).items() if weights in by_weights}
                      | set(campaign))
@@ -296,13 +295,14 @@ def build(name, weights="cifar10", **overrides):
     return spec(found).build(**{**overrides, "weights": weights})
 
 
-def measure(model, data, batch_size=EVALUATE_BATCH_SIZE):
+def measure(model, data, batch_size=EVALUATE_BATCH_SIZE, tta="none"):
     """``(correct, images)``: top-1 of ``model`` on ``data`` (an ``ImageData`` of raw images), scored
-    as ``rir-keras evaluate`` scores (``training.compile_for_evaluation``, then ``training.evaluate``
-    in batches of ``batch_size``). A record's ``top1`` is ``correct / images`` of this."""
-    from rir_keras import training
+    as ``rir-keras evaluate [--tta TTA]`` scores (``training.compile_for_evaluation``, then
+    ``training.evaluate`` in batches of ``batch_size``). A record's ``top1`` is ``correct / images``
+    of this, its ``top1_flip`` the same with ``tta="flip"``."""
+    from rir_keras import test_time, training
 
-    result = training.score(model, data, batch_size)
+    result = training.score(test_time.with_tta(model, tta), data, batch_size)
     return int(round(float(result["accuracy"]) * len(data))), len(data)
 
 
@@ -345,13 +345,17 @@ def check_manifest(store=None):
                 problems.append(f"{where}: the record says {model.registry_name}/{entry['weights']}")
             if entry["file"] != file_name(name, weights, entry["sha256"]):
                 problems.append(f"{where}: file {entry['file']!r} should be named {file_name(name, weights, entry['sha256'])!r}")
-            if entry["recipe"] != WEIGHTS_NAMES.get(weights, {}).get("recipe", entry["recipe"]):
-                problems.append(f"{where}: recipe {entry['recipe']!r}, but {weights!r} names the "
-                                f"{WEIGHTS_NAMES[weights]['recipe']!r} recipe's weights")
+            if entry["recipe"] not in WEIGHTS_NAMES.get(weights, {}).get("recipes", (entry["recipe"],)):
+                problems.append(f"{where}: recipe {entry['recipe']!r}, but {weights!r} names the weights of "
+                                f"{' or '.join(WEIGHTS_NAMES[weights]['recipes'])}")
             if entry["seed"] != 0:
                 problems.append(f"{where}: seed {entry['seed']}: only seed 0's weights ship")
             if entry["test_images"] < 1 or entry["correct"] / entry["test_images"] != entry["top1"]:
                 problems.append(f"{where}: top1 {entry['top1']} is not correct / test_images")
+            if entry["correct_flip"] is None and entry["top1_flip"] is None:
+                pass  # not measured
+            elif entry["correct_flip"] is None or entry["correct_flip"] / entry["test_images"] != entry["top1_flip"]:
+                problems.append(f"{where}: top1_flip {entry['top1_flip']} is not correct_flip / test_images")
             if model.classes != len(entry["classes"]):
                 problems.append(f"{where}: the spec's classes differ from the {len(entry['classes'])} class names")
             if f"--model {name}" not in entry["command"] or f"--weights {weights}" not in entry["command"]:
@@ -406,9 +410,11 @@ def model_cards(store=None):
         "`tools/ship_weights.py RUN_FOLDER` ships a finished run of the training campaign "
         "(issue 14), seed 0's final epoch only: no weights are chosen by test accuracy.",
         "`CNN32`, `ResNet32`, `ResNetInit32` and `RiR32` take "
-        + " or ".join(f"`weights=\"{name}\"` (recipe `{meaning['recipe']}`)" for name, meaning in WEIGHTS_NAMES.items())
+        + " or ".join(f"`weights=\"{name}\"` (recipe {' or '.join(f'`{r}`' for r in meaning['recipes'])})"
+                      for name, meaning in WEIGHTS_NAMES.items())
         + ", or `rir_keras.applications.pretrained.build(\"rir32\", \"cifar10\")`, which builds the model with its "
-        "record's options; one weights name per training recipe, the first the default. The weights ship inside "
+        "record's options. `\"cifar10\"`, the default, holds the best recipe's weights that have finished (the "
+        "`long` recipe's where its run has finished, else the `fast` recipe's), each card says which, and on which data. The weights ship inside "
         "the package in `applications/weights/`. The file is "
         "checked against the SHA-256 of its record at every load (a corrupted or missing file "
         "raises ValueError). As in keras.applications, `include_top=True` needs the weights' "
@@ -451,6 +457,9 @@ def model_cards(store=None):
                 ("top-1", f"**{_percent(entry['top1'])}%** ({entry['correct']:,} of {entry['test_images']:,} "
                           f"{entry['split']} images of {entry['dataset']}){versus}"),
                 ("measured by", f"`{entry['command']}`"),
+                ("with test-time flips", "not measured" if entry["top1_flip"] is None else
+                 f"{_percent(entry['top1_flip'])}% ({entry['correct_flip']:,}; `{entry['command']} --tta flip`), "
+                 "beside the single-view figure above"),
                 ("measured on", f"{entry['machine']}; keras {entry['keras_version']}, {entry['backend']} "
                                 f"{entry['backend_version']}; {entry['date']}"),
                 ("recipe", f"{_recipe(entry['recipe'])}; seed {entry['seed']}, {entry['train_images']:,} "

@@ -21,7 +21,7 @@ import pytest
 from keras import ops
 
 from rir_keras import data as datasets
-from rir_keras import runs
+from rir_keras import runs, test_time
 from rir_keras.applications import CNN32, RiRNet, RiR18Wide, RiR32, pretrained, registry
 from rir_keras.preprocessing import CIFAR10_CLASSES, preprocess_input
 from conftest import load_script
@@ -70,7 +70,7 @@ def write_record(store, name, model, options, top1=0.5, test_images=10_000):
         "spec": spec.to_dict(), "weights": "cifar10", "file": file, "sha256": digest,
         "dataset": "CIFAR-10 (JPEG copy)", "dataset_sha256": None, "train_split": "train", "train_images": 50_000,
         "split": "test", "test_images": test_images, "classes": list(CIFAR10_CLASSES),
-        "top1": correct / test_images, "correct": correct,
+        "top1": correct / test_images, "correct": correct, "top1_flip": None, "correct_flip": None,
         "command": f"rir-keras evaluate --model {name} --weights cifar10 --dataset cifar10",
         "recipe": "fast", "config": {"seed": 0, "epochs": 1}, "epochs": 1, "seed": 0,
         "parameters": model.count_params(), "trainable_parameters": 1, "keras_version": keras.__version__,
@@ -191,7 +191,7 @@ def test_corrupted_or_missing_file_refused(store, tmp_path, monkeypatch):
         RiR32(weights="cifar10", **TINY)
 
 
-@pytest.mark.parametrize("weights, recipe", [("cifar10", "fast"), ("cifar10_paper", "paper")])
+@pytest.mark.parametrize("weights, recipe", [("cifar10", "long or fast"), ("cifar10_paper", "paper")])
 @pytest.mark.parametrize("name", CAMPAIGN)
 def test_no_record_yet(empty_store, name, weights, recipe):
     message = (f"weights={weights!r} for {name} are not available yet: its training campaign (recipe {recipe}) "
@@ -248,7 +248,7 @@ def test_check_manifest_finds_problems(store, tmp_path):
     with pytest.raises(ValueError) as error:
         pretrained.check_manifest(str(copy))
     for problem in ("should be named", "only seed 0's weights ship", "stray.weights.h5: in the store without a record",
-                    "recipe 'paper', but 'cifar10' names the 'fast' recipe's weights"):
+                    "recipe 'paper', but 'cifar10' names the weights of long or fast"):
         assert problem in str(error.value)
 
 
@@ -273,7 +273,7 @@ def ship_weights():
 
 @pytest.fixture(scope="module")
 def mini_test(data_dir):
-    return datasets.load_split(str(data_dir / "cifar10-mini.tar.gz"), "test")
+    return datasets.load_split(str(data_dir / "cifar10-png-mini.tar.gz"), "test")
 
 
 def make_run(folder, model, test_data, seed=0, off_by=0, measure=True, registry_name="rir32", **changes):
@@ -310,6 +310,9 @@ def test_ship_weights_tool(tmp_path, ship_weights, mini_test, source, monkeypatc
     assert spec.preprocessing == "cifar10" and spec.classes == 10 and spec.input_shape == (32, 32, 3)
     assert entry["seed"] == 0 and entry["recipe"] == "fast"
     assert entry["test_images"] == len(mini_test) and entry["top1"] == entry["correct"] / len(mini_test)
+    flipped = test_time.flip_averaged(source).predict(mini_test.images.astype("float32"), verbose=0)
+    assert entry["correct_flip"] == int(np.sum(flipped.argmax(axis=1) == mini_test.labels))  # beside top1
+    assert entry["top1_flip"] == entry["correct_flip"] / len(mini_test)
     with h5py.File(os.path.join(store, entry["file"]), "r") as file:
         assert "optimizer" not in file  # weights only
     monkeypatch.setattr(pretrained, "STORE", store)
@@ -317,6 +320,25 @@ def test_ship_weights_tool(tmp_path, ship_weights, mini_test, source, monkeypatc
     np.testing.assert_array_equal(predict(pretrained.build("rir32"), x), predict(source, x))
     with pytest.raises(ship_weights.ShipError, match="--replace"):
         ship_weights.ship(run, mini_test, store=store)
+
+
+def test_ship_weights_ranks_recipes_and_checks_the_data(tmp_path, ship_weights, mini_test, source):
+    """`long` and `fast` both ship as "cifar10": long replaces fast, never the other way round; a
+    run ships only measured on the data it trained on (by SHA-256)."""
+    store = str(tmp_path / "weights")
+    digest = "a" * 64  # the official archive's SHA-256, as ship_weights.main measures it
+    for recipe in ("fast", "long"):
+        make_run(str(tmp_path / recipe), source, mini_test, recipe=recipe,
+                 data={"file": "cifar10-webp.tar.gz", "sha256": digest})
+    make_run(str(tmp_path / "jpeg"), source, mini_test, data={"file": "cifar10-jpeg.tar.gz", "sha256": "b" * 64})
+    with pytest.raises(ship_weights.ShipError, match="'cifar10-jpeg.tar.gz'.*not on the data measured on"):
+        ship_weights.ship(str(tmp_path / "jpeg"), mini_test, store=store, dataset_sha256=digest)
+    assert ship_weights.ship(str(tmp_path / "fast"), mini_test, store=store, dataset_sha256=digest)["recipe"] == "fast"
+    entry = ship_weights.ship(str(tmp_path / "long"), mini_test, store=store, dataset_sha256=digest, replace=True)
+    assert entry["weights"] == "cifar10" and entry["recipe"] == "long"
+    with pytest.raises(ship_weights.ShipError, match="'long' recipe, which ranks before 'fast'"):
+        ship_weights.ship(str(tmp_path / "fast"), mini_test, store=store, dataset_sha256=digest, replace=True)
+    assert pretrained.record("rir32", store=store)["recipe"] == "long" and pretrained.check_manifest(store) == 1
 
 
 def test_ship_weights_names_weights_after_the_recipe(tmp_path, ship_weights, mini_test, source, monkeypatch):
@@ -350,7 +372,7 @@ def test_ship_weights_names_weights_after_the_recipe(tmp_path, ship_weights, min
     ("a hand-set recipe", dict(recipe=None), "only named recipes ship"),
     ("a different accuracy", dict(off_by=1), "nothing shipped"),
     ("a model without weights='cifar10'", dict(registry_name="rir18_wide"), "offered for cnn32"),
-    ("other data", dict(dataset="data/cifar10-mini.tar.gz"), "not the full CIFAR-10"),
+    ("other data", dict(dataset="data/cifar10-png-mini.tar.gz"), "not the full CIFAR-10"),
     ("a test subset", dict(test_images=100), "on the full test split"),
     ("a run still going", dict(backup=True), "has not finished"),
 ])
@@ -387,10 +409,10 @@ def test_cli_evaluates_shipped_weights(store, source, data_dir, monkeypatch, cap
     from rir_keras.cli import main
 
     monkeypatch.setenv("RIR_KERAS_DATA", str(data_dir))
-    assert main(["evaluate", "--model", "rir32", "--weights", "cifar10", "--dataset", "cifar10-mini",
+    assert main(["evaluate", "--model", "rir32", "--weights", "cifar10", "--dataset", "cifar10-png-mini",
                  "--limit", "32"]) == 0
     report = json.loads(capsys.readouterr().out)
-    test = datasets.load_split(data_dir / "cifar10-mini.tar.gz", "test")
+    test = datasets.load_split(data_dir / "cifar10-png-mini.tar.gz", "test")
     chosen = np.sort(np.random.default_rng(0).permutation(len(test))[:32])  # evaluate's --limit subset
     predicted = np.argmax(predict(source, test.images[chosen].astype("float32")), axis=-1)
     assert report["images"] == 32 and report["model"] == "rir32"
@@ -400,9 +422,9 @@ def test_cli_evaluates_shipped_weights(store, source, data_dir, monkeypatch, cap
 def test_cli_evaluate_names_what_is_missing(empty_store, capsys):
     from rir_keras.cli import main
 
-    assert main(["evaluate", "--model", "rir32", "--dataset", "cifar10-mini"]) == 2
+    assert main(["evaluate", "--model", "rir32", "--dataset", "cifar10-png-mini"]) == 2
     assert "not available yet" in capsys.readouterr().err
-    assert main(["evaluate", "model.keras", "--model", "rir32", "--dataset", "cifar10-mini"]) == 2
+    assert main(["evaluate", "model.keras", "--model", "rir32", "--dataset", "cifar10-png-mini"]) == 2
     assert "one of the two" in capsys.readouterr().err
 
 
@@ -419,7 +441,7 @@ def test_shipped_weights_classify_as_their_record_says(name, weights, data_dir):
     score about 10%."""
     entry = pretrained.record(name, weights)
     model = registry.record(name).build(weights=weights)
-    correct, images = pretrained.measure(model, datasets.load_split(data_dir / "cifar10-mini.tar.gz", "test"))
+    correct, images = pretrained.measure(model, datasets.load_split(data_dir / "cifar10-png-mini.tar.gz", "test"))
     top1 = entry["top1"]
     assert entry["test_images"] == 10_000 and images == 200
     assert abs(correct / images - top1) <= 4 * np.sqrt(top1 * (1 - top1) / images), (correct, top1)

@@ -7,9 +7,10 @@ holds ``model.keras``, ``results.json`` and ``run.json``, and no ``backup/`` (a 
 The script
 
 1. checks the run: a model that takes shipped weights (CNN32, ResNet32, ResNetInit32, RiR32),
-   trained on CIFAR-10 (JPEG copy) with seed 0 for all its epochs, its final test accuracy measured
-   on the full test split, with a recipe that names weights (``pretrained.WEIGHTS_NAMES``): ``fast``
-   ships as ``"cifar10"``, ``paper`` as ``"cifar10_paper"``;
+   trained on the official CIFAR-10 (the archive it measures on, by SHA-256) with seed 0 for all its
+   epochs, its final test accuracy measured on the full test split, with a recipe that names
+   weights (``pretrained.WEIGHTS_NAMES``): ``long`` and ``fast`` ship as ``"cifar10"`` (``fast``
+   never replaces ``long``), ``paper`` as ``"cifar10_paper"``;
 2. builds the model with the run's options, takes the weights of ``model.keras`` (the constructor
    checks that the file computes the same function) and writes them alone, without optimizer
    state, as ``applications/weights/<model>-<weights name>-<sha256[:8]>.weights.h5``;
@@ -21,7 +22,8 @@ The script
    where it was not (a GPU run with JAX, shipped here with TensorFlow: float rounding moves the odd
    image across a decision boundary), the record keeping the run's own count too. Only then it
    writes the file and its record (``rir_keras.applications.pretrained.RECORD_FIELDS``) into the
-   store. Nothing in the store changes when a check fails.
+   store, with the top-1 with test-time flips measured beside it (``--tta flip``). Nothing in the
+   store changes when a check fails.
 
 **Seed 0's final weights only.** The weights shipped are the last epoch's of the seed-0 run: never
 the best epoch, never the best of several seeds. Choosing among epochs or seeds by test accuracy
@@ -82,7 +84,8 @@ def weights_name(results, settings):
     recipe = recipe_name(results, settings)
     weights = pretrained.weights_for_recipe(recipe)
     if weights is None:
-        known = ", ".join(f"{meaning['recipe']} as {name!r}" for name, meaning in pretrained.WEIGHTS_NAMES.items())
+        known = ", ".join(f"{' and '.join(meaning['recipes'])} as {name!r}"
+                          for name, meaning in pretrained.WEIGHTS_NAMES.items())
         raise ShipError(f"the run's recipe is {recipe!r}: only named recipes ship ({known})")
     return weights
 
@@ -105,7 +108,7 @@ def check_run(results, settings, weights):
         raise ShipError(f"the run logged {epochs} epochs of {config.get('epochs')}: ship a finished run's final epoch")
     base = os.path.basename(str(results.get("dataset", "")).rstrip("/")).lower()
     if not base.startswith("cifar10") or base.startswith("cifar100") or "mini" in base:
-        raise ShipError(f"the run trained on {results.get('dataset')!r}, not the full CIFAR-10 (JPEG copy)")
+        raise ShipError(f"the run trained on {results.get('dataset')!r}, not the full CIFAR-10")
     return name
 
 
@@ -146,6 +149,16 @@ def ship(folder, test_data, *, store=STORE, dataset="cifar10", dataset_sha256=No
     previous = manifest.get(name, {}).get(weights)
     if previous and not replace:
         raise ShipError(f"{name} already has weights={weights!r} ({previous['file']}); pass --replace to replace them")
+    recipes = pretrained.WEIGHTS_NAMES[weights]["recipes"]
+    recipe = recipe_name(results, settings)
+    if previous and previous["recipe"] in recipes and recipes.index(previous["recipe"]) < recipes.index(recipe):
+        raise ShipError(f"{name}'s weights={weights!r} come from the {previous['recipe']!r} recipe, which ranks "
+                        f"before {recipe!r} ({', '.join(recipes)}): not replaced")
+    trained_on = results.get("data", {})
+    if dataset_sha256 is not None and trained_on.get("sha256") != dataset_sha256:
+        raise ShipError(f"the run trained on {trained_on.get('file', results.get('dataset'))!r} (SHA-256 "
+                        f"{trained_on.get('sha256')}), not on the data measured on (SHA-256 {dataset_sha256}): "
+                        "weights ship trained and measured on the same, official data")
     # Every option the run set, and the defaults of those that decide or describe the weights.
     trained = registry.ModelSpec.from_dict(results["spec"])
     defaults = registry.record(name).defaults
@@ -208,6 +221,8 @@ def ship(folder, test_data, *, store=STORE, dataset="cifar10", dataset_sha256=No
                             f"{allowed} may differ): nothing shipped (try --batch-size "
                             f"{results['config'].get('batch_size')}, the run's)")
         entry.update(top1=correct / images, correct=correct)
+        correct_flip, _ = pretrained.measure(model, test_data, batch_size, tta="flip")
+        entry.update(top1_flip=correct_flip / images, correct_flip=correct_flip)
         if correct != expected:
             entry["training"]["correct"] = expected  # the run's own count, on its backend and machine
         # Only now touch the store: the file first, then the manifest that names it.
@@ -231,7 +246,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("run_folder", help="a finished run of a campaign, e.g. results/table32-cifar10/rir32/seed0")
     parser.add_argument("--dataset", default="cifar10",
-                        help="the CIFAR-10 (JPEG copy) to measure on; default: cifar10, i.e. cifar10-jpeg.tar.gz "
+                        help="the official CIFAR-10 to measure on; default: cifar10, i.e. cifar10-webp.tar.gz "
                              "under $RIR_KERAS_DATA (default ../shared/datasets/cifar10)")
     parser.add_argument("--batch-size", type=int, default=pretrained.EVALUATE_BATCH_SIZE,
                         help="the evaluation batch size (written into the record's command when not the default)")
@@ -239,8 +254,9 @@ def main(argv=None):
     parser.add_argument("--replace", action="store_true", help="replace weights already shipped for the model")
     args = parser.parse_args(argv)
     source = datasets.resolve_source(args.dataset)
-    if source.startswith(datasets.TFDS_PREFIX) or os.path.basename(source) != "cifar10-jpeg.tar.gz":
-        parser.error(f"--dataset must resolve to cifar10-jpeg.tar.gz, the CIFAR-10 (JPEG copy); it resolves to {source!r}")
+    archive = pretrained.WEIGHTS_NAMES["cifar10"]["archive"]
+    if source.startswith(datasets.TFDS_PREFIX) or os.path.basename(source) != archive:
+        parser.error(f"--dataset must resolve to {archive}, the official CIFAR-10; it resolves to {source!r}")
     try:
         weights = weights_name(*read_run(args.run_folder))
     except ShipError as error:
