@@ -14,10 +14,10 @@ import numpy as np
 
 from rir_keras import data as datasets
 from rir_keras import preprocessing as preprocessing_lib
-from rir_keras import distribute, recipes, training
+from rir_keras import distribute, precision, recipes, training
 from rir_keras.applications import registry
 
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = precision.CHOICES
 PREPROCESSING = ("auto", "cifar10", "cifar100", "none")
 # Constructor options the command line sets, and the flag of each.
 MODEL_OPTIONS = ("width_multiplier", "shortcut", "identity", "transient_ratio", "weight_decay", "kernel_initializer")
@@ -129,8 +129,11 @@ def add_fit_arguments(parser):
     group.add_argument("--decay-factor", type=float)
     group.add_argument("--no-augment", action="store_true", help="no random crops and flips")
     group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--precision", default="float32", choices=PRECISIONS,
-                       help="mixed_float16 on GPUs, mixed_bfloat16 on TPUs and recent CPUs")
+    group.add_argument("--precision", default="auto", choices=PRECISIONS,
+                       help="the number format (Keras dtype policy). auto: mixed_bfloat16 on GPUs with bfloat16 "
+                            "tensor cores and TPUs, mixed_float16 on older tensor cores, float32 elsewhere (on "
+                            "CPUs with native bfloat16 too, until its accuracy is measured). A property of the "
+                            "machine: a run may continue in another; sessions.jsonl records each session's")
     group.add_argument("--no-jit", action="store_true", help="do not compile with XLA")
 
 

@@ -7,7 +7,7 @@ import keras
 
 from rir_keras import data as datasets
 from rir_keras import preprocessing as preprocessing_lib
-from rir_keras import runs, test_time, training
+from rir_keras import precision, runs, test_time, training
 from rir_keras.distribute import NONE as ONE_DEVICE
 from rir_keras.applications import command_line, pretrained, registry
 from rir_keras.applications.command_line import subset
@@ -16,14 +16,14 @@ from rir_keras.applications.command_line import subset
 def train_one(name, args, train_data, test_data, output_dir, restart=False, distribution=ONE_DEVICE):
     """Train registry model ``name`` as the flags in ``args`` say, into ``output_dir`` (resumable),
     building and training it in ``distribution``'s scope."""
-    keras.mixed_precision.set_global_policy(args.precision)
+    precision.use(args.precision, argument="--precision")  # a property of the session, not in run.json
     with distribution.scope():
         keras.utils.set_random_seed(args.seed)  # the initial weights are part of what --seed fixes
         spec = command_line.model_spec(name, args, train_data)
         model = spec.build()
         settings = {"spec": spec.to_dict(), "recipe": args.recipe, "dataset": str(args.dataset),
                     "data": data_identity(args.dataset),
-                    "train_split": args.train_split, "test_split": args.test_split, "precision": args.precision}
+                    "train_split": args.train_split, "test_split": args.test_split}
         return training.train(model, train_data, test_data, command_line.train_config(args), output_dir,
                               verbose=args.verbose, restart=restart, settings=settings, distribution=distribution)
 

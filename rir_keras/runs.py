@@ -19,6 +19,10 @@ SETTINGS_FILE = "run.json"
 BACKUP_POINTER = "training_metadata.json"  # in backup/: the epochs done and the weights file holding them
 SESSIONS_FILE = "sessions.jsonl"
 RECENT_EPOCHS = 3  # the epochs whose median time is a run's current speed
+# Settings that belong to the machine a session runs on, not to the run (sessions.jsonl records them
+# per session): a continuation elsewhere may differ in them. docs/design.md, "Precision".
+MACHINE_SETTINGS = ("precision",)
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")  # what decides the CPU's number formats
 
 
 class TrainingStopped(Exception):
@@ -53,12 +57,14 @@ def check_settings(folder, settings, restart=False):
 
     A run continued with settings that change its result would silently mix two runs, so it is
     refused with one line naming each differing setting, unless ``restart`` (the caller then
-    starts the folder over). Returns True if settings were recorded before (a continuation).
+    starts the folder over). `MACHINE_SETTINGS` are never compared: runs started before precision
+    became a property of the session recorded it here. Returns True if settings were recorded before
+    (a continuation).
     """
     path = os.path.join(folder, SETTINGS_FILE)
     settings = _plain(settings)
     if os.path.isfile(path) and not restart:
-        stored, new = _flat(read_json(path)), _flat(settings)
+        stored, new = (_flat({k: v for k, v in s.items() if k not in MACHINE_SETTINGS}) for s in (read_json(path), settings))
         differing = [f"{key}={stored.get(key)!r} (now {new.get(key)!r})"
                      for key in sorted(set(stored) | set(new)) if stored.get(key) != new.get(key)]
         if differing:
@@ -70,38 +76,71 @@ def check_settings(folder, settings, restart=False):
     return False
 
 
-def machine():
-    """This machine in words: the accelerator where the backend has one, else the CPU's model and cores."""
+def cpu():
+    """This machine's CPU: ``{"model", "cores", "flags"}``, flags being those of `CPU_FLAGS` it has
+    (from /proc/cpuinfo; none where that is missing)."""
+    import platform
+
+    fields = {}
+    if os.path.isfile("/proc/cpuinfo"):
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return {"model": fields.get("model name") or platform.processor() or platform.machine(),
+            "cores": os.cpu_count(), "flags": [flag for flag in CPU_FLAGS if flag in flags]}
+
+
+def accelerators():
+    """The backend's accelerators: ``[{"name", "platform", "compute_capability"}]`` (capability a float
+    such as 9.0 for CUDA GPUs, else None); empty on a CPU-only machine."""
     import keras
 
+    found = []
     if keras.backend.backend() == "jax":
         import jax
 
-        accelerators = [device.device_kind for device in jax.devices() if device.platform != "cpu"]
+        for device in jax.devices():
+            if device.platform != "cpu":
+                capability = getattr(device, "compute_capability", None)
+                found.append({"name": device.device_kind, "platform": device.platform,
+                              "compute_capability": float(capability) if capability else None})
     elif keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        accelerators = [device.name for device in tf.config.list_physical_devices("GPU")]
-    else:
-        accelerators = []
-    if accelerators:
-        return f"{len(accelerators)} x {accelerators[0]}"
-    model = None
-    if os.path.isfile("/proc/cpuinfo"):
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), None)
-    import platform
+        for device in tf.config.list_physical_devices("GPU"):
+            details = tf.config.experimental.get_device_details(device)
+            capability = details.get("compute_capability")
+            found.append({"name": details.get("device_name", device.name), "platform": "gpu",
+                          "compute_capability": float("{}.{}".format(*capability)) if capability else None})
+    elif keras.backend.backend() == "torch":
+        import torch
 
-    return f"{model or platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+        for index in range(torch.cuda.device_count()):
+            found.append({"name": torch.cuda.get_device_name(index), "platform": "gpu",
+                          "compute_capability": float("{}.{}".format(*torch.cuda.get_device_capability(index)))})
+    return found
+
+
+def machine():
+    """This machine in words: the accelerator where the backend has one, else the CPU's model and cores."""
+    devices = accelerators()
+    if devices:
+        return f"{len(devices)} x {devices[0]['name']}"
+    described = cpu()
+    return f"{described['model']} ({described['cores']} cores)"
 
 
 def record_session(folder, first_epoch, **extra):
-    """Append to ``folder``'s sessions.jsonl that training (re)starts at ``first_epoch``, here and now
-    (and ``extra``, e.g. the devices of a distributed run)."""
+    """Append to ``folder``'s sessions.jsonl that training (re)starts at ``first_epoch``, here and now,
+    with the machine and its CPU (and ``extra``: the session's precision, the devices of a distributed
+    run)."""
     import keras
 
     line = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "first_epoch": first_epoch, "backend": keras.backend.backend(), "machine": machine(), **extra}
+            "first_epoch": first_epoch, "backend": keras.backend.backend(), "machine": machine(), "cpu": cpu(),
+            **extra}
     with open(os.path.join(folder, SESSIONS_FILE), "a", encoding="utf-8") as handle:
         handle.write(json.dumps(line) + "\n")
 
@@ -117,6 +156,14 @@ def sessions(folder):
             with contextlib.suppress(json.JSONDecodeError):
                 lines.append(json.loads(line))
     return lines
+
+
+def session_precisions(folder):
+    """The precisions ``folder``'s sessions computed in, in order, each once. Sessions from before
+    sessions.jsonl recorded it computed in run.json's ``precision`` (float32 where that is missing)."""
+    path = os.path.join(folder, SETTINGS_FILE)
+    before = (read_json(path) if os.path.isfile(path) else {}).get("precision", "float32")
+    return list(dict.fromkeys(session.get("precision", before) for session in sessions(folder)))
 
 
 @contextlib.contextmanager
@@ -195,7 +242,9 @@ def trim_log(path, epochs):
         return
     with open(path, encoding="utf-8") as handle:
         lines = handle.read().splitlines(keepends=True)
-    kept = lines[:1] + [line for line in lines[1:] if line.strip() and float(line.split(",", 1)[0]) < epochs]
+    # A row cut short (a kill or a full disk mid-write) has no line end: it goes too.
+    kept = lines[:1] + [line for line in lines[1:]
+                        if line.endswith("\n") and line.strip() and float(line.split(",", 1)[0]) < epochs]
     if kept != lines:
         write_text("".join(kept), path)
 

@@ -8,7 +8,7 @@ A model whose head outputs logits (``classifier_activation=None``) is compiled w
 ``SparseCategoricalCrossentropy(from_logits=True)``. ``train`` writes into its output folder:
 
     run.json         the settings the run was started with (a continuation must use the same)
-    sessions.jsonl   one line per start or continuation: date, first epoch, backend, machine
+    sessions.jsonl   one line per start or continuation: date, first epoch, backend, machine, CPU, precision
     backup/          the latest finished epoch (weights, optimizer state; the epoch fixes the data
                      order): run the same command again, on this or another machine, to continue.
                      Removed only once the model and results below are written.
@@ -28,13 +28,14 @@ import time
 import keras
 from keras import ops
 
+from rir_keras import precision
 from rir_keras.data import ArrayBatches
 from rir_keras.distribute import NONE as ONE_DEVICE
 from rir_keras.preprocessing import model_preprocessing
 from rir_keras.reporting import save_model, write_json
 from rir_keras.runs import (
-    BACKUP_POINTER, TrainingStopped, backed_up_epochs, check_settings, machine, read_log, record_session, sessions,
-    trim_log,
+    BACKUP_POINTER, TrainingStopped, backed_up_epochs, check_settings, cpu, machine, read_log, record_session, sessions,
+    session_precisions, trim_log,
 )
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -362,7 +363,7 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
     done_before = restore_backup(model, backup, distribution.agree_on_epochs(backed_up_epochs(output_dir), recorded))
     trim_log(log_path, done_before)  # rows of epochs whose backup was never written are logged again
     described = {"distribution": distribution.describe(config.batch_size)} if distribution.active else {}
-    record_session(output_dir, first_epoch=done_before, **described)
+    record_session(output_dir, first_epoch=done_before, **precision.describe(model), **described)
     stock = [
         _EpochSeconds(),
         # The log row goes first: a kill between the two repeats that epoch, and trim_log drops its row.
@@ -395,6 +396,7 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
     distribution.finish(model)
     save_model(model, os.path.join(output_dir, "model.keras"))
     trained = config.epochs - done_before
+    precisions = session_precisions(output_dir)
     results = {
         **recorded,
         "config": dataclasses.asdict(config),
@@ -409,6 +411,9 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
         "images_per_second_this_run": steps * config.batch_size * trained / seconds if trained else None,
         "backend": keras.backend.backend(),
         "machine": machine(),
+        "cpu": cpu(),
+        "precision": " + ".join(precisions),  # of every session, in order: a property of the machine
+        "precisions": precisions,
         "resumed": done_before > 0,
         **described,
     }

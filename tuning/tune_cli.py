@@ -6,7 +6,7 @@ import sys
 import keras
 
 from rir_keras import data as datasets
-from rir_keras import distribute, training
+from rir_keras import distribute, precision, training
 from rir_keras.applications import command_line, registry
 from rir_keras.tuning import grid as grids
 from rir_keras.tuning.hypermodel import RiRHyperModel
@@ -66,17 +66,17 @@ def run_tune(args, flag_defaults):
         distribution.check_batches(batch_size, len(train), len(validation), config.steps_per_epoch)
     if "preprocessing" not in options:  # a --model-option preprocessing=... wins over --preprocessing
         options["preprocessing"] = command_line.preprocessing(args, train)
-    keras.mixed_precision.set_global_policy(args.precision)
+    chosen = precision.use(args.precision, argument="--precision")  # of this machine: not in run.json
     hypermodel = RiRHyperModel(args.model, grid, train, config, options, distribution=distribution)
     project = args.project_name or args.model
     prepare_project(os.path.join(args.directory, project),
                     search_settings(hypermodel, dataset=str(args.dataset), train_split=args.train_split,
                                     test_split=args.test_split, validation_split=args.validation_split,
-                                    validation_images=len(validation), precision=args.precision),
+                                    validation_images=len(validation)),
                     restart=args.restart)
     spread = (f"; each trial {distribution.engine} over {distribution.replicas} devices"
               if distribution.active else "")
-    print(f"rir-keras tune: {describe_devices()}{spread}; {role()} process; grid {args.grid!r} of {grids.grid_size(grid)} "
+    print(f"rir-keras tune: {describe_devices()}{spread}; {chosen.policy} ({chosen.reason}); {role()} process; grid {args.grid!r} of {grids.grid_size(grid)} "
           f"points, max trials {args.max_trials or 'all'}; folder {os.path.join(args.directory, project)}", flush=True)
     tuner = GridSearch(hypermodel, max_trials=args.max_trials, directory=args.directory, project_name=project,
                        seed=args.seed, heartbeat_timeout=args.heartbeat_timeout, chief_timeout=args.chief_timeout,

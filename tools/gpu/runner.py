@@ -390,6 +390,8 @@ class Runner:
         table, dataset = TRAINING_STAGES[stage]
         recipe, precision = (args.recipe, args.precision) if stage == "table1" else (args.wide_recipe,
                                                                                       args.wide_precision)
+        chosen = resolve_precision(precision, "--precision" if stage == "table1" else "--wide-precision")
+        precision = chosen.policy
         name = campaign_name(stage, recipe, precision)
         if self.no_archive(stage, dataset):
             return
@@ -414,7 +416,7 @@ class Runner:
         flags += args.train_args.split()
         share = args.memory / len(pending)
         self.note(f"{stage}: {name}: training {', '.join(pending)} concurrently, {share:.0%} of GPU memory each, "
-                  f"{self.budget.left():.0f} s left")
+                  f"{precision} ({chosen.reason}), {self.budget.left():.0f} s left")
         processes = {}
         for model in pending:
             output = open(os.path.join(self.logs, f"{name}-{model}.log"), "a", encoding="utf-8")
@@ -603,18 +605,39 @@ def tail(path, lines):
         return ""
 
 
+def gpu_devices():
+    """The GPUs as `rir_keras.runs.accelerators` lists them, without initializing them in this process
+    (nvidia-smi); empty where there is none."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20).stdout.strip().splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return []
+    devices = []
+    for line in out:
+        name, _, capability = (part.strip() for part in line.rpartition(","))
+        try:
+            devices.append({"name": name, "platform": "gpu", "compute_capability": float(capability)})
+        except ValueError:
+            devices.append({"name": line.strip(), "platform": "gpu", "compute_capability": None})
+    return devices
+
+
 def device_name():
     """The accelerator in words, without initializing it in this process (nvidia-smi), else the CPU."""
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20).stdout.strip().splitlines()
-        if out:
-            return f"{len(out)} x {out[0]}"
-    except (OSError, subprocess.SubprocessError):
-        pass
+    devices = gpu_devices()
+    if devices:
+        return f"{len(devices)} x {devices[0]['name']}"
     from rir_keras.runs import machine
 
     return machine()
+
+
+def resolve_precision(requested, flag):
+    """``--precision``'s `rir_keras.precision.Choice` on the trainers' GPU (this process does not use it)."""
+    from rir_keras import precision
+
+    return precision.resolve(requested, devices=gpu_devices(), argument=flag)
 
 
 def run(args):
@@ -669,10 +692,12 @@ def main(argv=None):
     go.add_argument("--results", default="results", help="the state sent with the call (the working tree's)")
     go.add_argument("--live", default=os.path.join(".gpu", "live"), help="the state on this machine")
     go.add_argument("--recipe", default="paper", help="table1's recipe")
-    go.add_argument("--precision", default="float32", help="table1's precision")
+    go.add_argument("--precision", default="float32",
+                    help="table1's precision, or auto: rir_keras.precision's choice for the GPU (from nvidia-smi's "
+                         "compute capability); the precision chosen names the campaign folder")
     go.add_argument("--wide-recipe", default="fast", help="the 18-layer-wide stages' recipe")
     go.add_argument("--wide-precision", default="float32",
-                    help="the 18-layer-wide stages' precision (mixed_bfloat16 gave NaN validation losses on CPU "
+                    help="the 18-layer-wide stages' precision, or auto (mixed_bfloat16 gave NaN validation losses on CPU "
                          "under jax 0.11.2 in the dry run: check the bench and a short run before choosing it)")
     go.add_argument("--models", nargs="+", help="train only these models of each table")
     go.add_argument("--epochs", type=int, help="override every recipe's epochs (dry runs)")
