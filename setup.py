@@ -15,6 +15,9 @@ CORE = [
 TENSORFLOW = ["tensorflow>=2.18,<2.22", "tensorflow-datasets>=4.9.7,<4.10", "tensorboard>=2.18,<2.22"]
 # The lent GPU machines have jax 0.11.2 (CUDA 13); tools/gpu/ installs the rest there from wheels.
 JAX = ["jax>=0.4.30,<0.12"]
+# PyTorch, for the benchmarks and (with pytorchcv, its RiR models) tests/test_pytorchcv.py. Where the
+# machine offers the CPU build (2.13.0+cpu, 192 MB), pip takes it: torch==2.13.0 matches it and ranks it first.
+TORCH = ["torch==2.13.0"]
 
 setup(
     name="rir_keras",
@@ -39,8 +42,8 @@ setup(
     extras_require={
         "tensorflow": TENSORFLOW,
         "jax": JAX,
-        "test": TENSORFLOW + ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "jax[cpu]>=0.4.30,<0.11", "tf2onnx>=1.16,<1.18", "onnxruntime>=1.18,<1.33"],
-        "bench": ["torch==2.13.0"],
+        "test": TENSORFLOW + TORCH + ["pytorchcv==0.0.74", "pytest>=8,<10", "pytest-xdist>=3.5,<4", "jax[cpu]>=0.4.30,<0.11", "tf2onnx>=1.16,<1.18", "onnxruntime>=1.18,<1.33"],
+        "bench": TORCH,
     },
     entry_points={
         "console_scripts": ["rir-keras=rir_keras.cli:main"],
@@ -50,6 +53,7 @@ setup(
             "evaluate=rir_keras.applications.train_cli:add_evaluate",
             "reproduce=rir_keras.applications.reproduce_cli:add_reproduce",
             "export=rir_keras.applications.export_cli:add_export",
+            "convert=rir_keras.applications.convert_cli:add_convert",
             "analyze=rir_keras.applications.analyze_cli:add_analyze",
             "tune=rir_keras.tuning.tune_cli:add_tune",
         ],

@@ -4,6 +4,7 @@ One private builder, ``_classifier``, takes a ``body`` function and adds the inp
 the checks; the public constructors are thin.
 """
 import dataclasses
+import functools
 import json
 import numbers
 import os
@@ -160,14 +161,18 @@ def _conv_head(x, classes, spec):
     return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
 
 
-def _conv_bn_relu_head(x, classes, spec):
-    """ALL-CNN-C's class layer: a 1x1 convolution to the classes with batch norm and ReLU, then
-    global average pool (Springenberg et al. put a ReLU on it; the paper adds batch norm everywhere)."""
-    x = conv_bn(x, classes, dataclasses.replace(spec, generalized=False), kernel_size=1, name="logits")
+def _conv_bn_head(x, classes, spec, activation=None):
+    """A 1x1 convolution to the classes (no bias) with batch norm, then global average pool: the head
+    of pytorchcv's RiR models (``rir_keras.applications.pytorchcv_rir``). With ``activation="relu"``
+    it is ALL-CNN-C's class layer (Springenberg et al. put a ReLU on it; the paper adds batch norm
+    everywhere)."""
+    x = conv_bn(x, classes, dataclasses.replace(spec, generalized=False), kernel_size=1, activation=activation,
+                name="logits")
     return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
 
 
-HEADS = {"dense": _dense_head, "conv": _conv_head, "conv_bn_relu": _conv_bn_relu_head}
+HEADS = {"dense": _dense_head, "conv": _conv_head, "conv_bn": _conv_bn_head,
+         "conv_bn_relu": functools.partial(_conv_bn_head, activation="relu")}
 
 
 def _classifier(body, *, include_top, weights, input_tensor, input_shape, pooling, classes,
@@ -236,8 +241,9 @@ def RiRNet(blocks_per_stage=(5, 5, 5), layers_per_block=2, widths=(16, 32, 64), 
         architecture: ``"cnn"``, ``"resnet"``, ``"resnet_init"`` or ``"rir"`` (the paper's Figure 2).
         stem_width: channels of the first 3x3 convolution; default ``widths[0]``.
         head: ``"dense"`` (global average pool, dense), ``"conv"`` (1x1 conv to classes, global
-            average pool) or ``"conv_bn_relu"`` (the same with batch norm and ReLU on the class
-            convolution, ALL-CNN-C's), before ``classifier_activation``.
+            average pool), ``"conv_bn"`` (the same with batch norm on the class convolution,
+            pytorchcv's RiR head) or ``"conv_bn_relu"`` (batch norm and ReLU, ALL-CNN-C's), before
+            ``classifier_activation``.
     """ + DOC
     blocks_per_stage = tuple(blocks_per_stage)
     _check("blocks_per_stage", len(blocks_per_stage) >= 1 and all(isinstance(b, int) and b >= 1 for b in blocks_per_stage),
