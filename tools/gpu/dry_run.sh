@@ -38,11 +38,21 @@ else
     wheels=$DRY/wheels-py$version
     ls "$wheels"/*.whl >/dev/null 2>&1 || bash tools/gpu/fetch_wheels.sh --python-version "$version" --dest "$wheels"
 fi
-# The mini archives stand in for the full ones, under the names the runner asks for.
-mkdir -p "$DRY/data"
-cp "$SHARED/cifar10/cifar10-mini.tar.gz" "$DRY/data/cifar10.tar.gz"
-"$venv/bin/python" tools/gpu/make_cifar100_jpeg.py "$SHARED/cifar100/cifar100-mini.tar.gz" \
-    --output "$DRY/data/cifar100-jpeg95.tar.gz" --force
+# The lossless mini archives stand in for the full ones, under the names the runner asks for: made
+# lossless WebP (make_webp.py) and cut into parts (parts.py) as prepare.sh does with the full ones.
+# The machine holds all parts but the last of each at first: nothing is joined then; run.sh joins
+# them once the last parts came (a warm machine keeps what earlier calls carried).
+rm -rf "$DRY/data" "$DRY/webp" "$DRY/held"
+mkdir -p "$DRY/data" "$DRY/webp" "$DRY/held"
+for d in cifar10:cifar10/cifar10-png-mini cifar100:cifar100/cifar100-mini; do
+    "$venv/bin/python" tools/gpu/make_webp.py "$SHARED/${d#*:}.tar.gz" --output "$DRY/webp/${d%%:*}-webp.tar.gz" --force
+    python3 tools/gpu/parts.py split "$DRY/webp/${d%%:*}-webp.tar.gz" --into "$DRY/data" --part-mib 0.5
+    last=$(ls "$DRY/data/${d%%:*}-webp.tar.gz".part* | sort -V | tail -1)
+    mv "$last" "$DRY/held/"
+done
+python3 tools/gpu/parts.py assemble "$DRY/data"
+if ls "$DRY/data"/*-webp.tar.gz >/dev/null 2>&1; then echo "dry run: error: joined with parts missing" >&2; exit 1; fi
+mv "$DRY/held"/* "$DRY/data/"
 rm -rf "$DRY/results" "$DRY"/live-* "$DRY"/out-* "$DRY"/site-*
 tiny="--width-multiplier 0.125 --train-limit 128 --test-limit 64 --batch-size 32"
 common=(--results "$DRY/results" --epochs 2 --train-args "$tiny" --min-stage-seconds 5
@@ -82,6 +92,13 @@ for campaign in ("table18wide-cifar10-fast-gpu", "table18wide-cifar100-fast-gpu"
             problems.append(f"{campaign} {name}: not finished")
     if not os.path.isfile(os.path.join(results, campaign, "results.md")):
         problems.append(f"{campaign}: no results.md")
+import hashlib
+for campaign, archive in (("table32-cifar10-paper-gpu", "cifar10"), ("table18wide-cifar10-fast-gpu", "cifar10"),
+                          ("table18wide-cifar100-fast-gpu", "cifar100")):  # trained on the joined lossless parts
+    digest = hashlib.sha256(open(os.path.join(results, "..", "webp", f"{archive}-webp.tar.gz"), "rb").read()).hexdigest()
+    for path in glob.glob(os.path.join(results, campaign, "*", "seed0", "results.json")):
+        if load(path).get("data") != {"file": f"{archive}-webp.tar.gz", "sha256": digest}:
+            problems.append(f"{path}: trained on {load(path).get('data')}, not the joined {archive}-webp.tar.gz")
 tune = [json.loads(line) for line in open(os.path.join(results, "gpu-tune", "throughput.jsonl"))]
 if tune[-1]["trials_after"] < 2:
     problems.append(f"tune: {tune[-1]}")

@@ -2,7 +2,7 @@
 # The command for the lent GPU machine, run there by the device tool from the repository root:
 #   bash tools/gpu/run.sh [runner options]        (python3 tools/gpu/runner.py run --help lists them)
 # Installs the carried wheels (.whl) and rir_keras itself offline into a folder of its own, points
-# RIR_KERAS_DATA at the carried archives (.devdata/), then runs tools/gpu/runner.py with the JAX
+# RIR_KERAS_DATA at the carried archives (.devdata/), joins those that came in parts, then runs tools/gpu/runner.py with the JAX
 # backend; it writes the state to bring back into $OUT. tools/gpu/README.md has the whole session.
 # Environment: PYTHON (python3), WHEELS (.whl), SITE (/tmp/rir-keras-site), OUT, RIR_KERAS_DATA.
 set -uo pipefail
@@ -34,4 +34,7 @@ print(f"run.sh: python {sys.version.split()[0]}, jax {jax.__version__}, keras {k
       f"({keras.backend.backend()}), keras-tuner {keras_tuner.__version__}, tensorflow {tf}; devices {jax.devices()}")
 ' || { echo "run.sh: error: the installed packages do not import" >&2; exit 3; }
 echo "run.sh: installed in $(awk "BEGIN {printf \"%.0f\", $(date +%s.%N) - $started}") s; RIR_KERAS_DATA=$RIR_KERAS_DATA"
+# The archives that came in parts over earlier calls to this warm machine (tools/gpu/parts.py).
+IFS=: read -ra data_folders <<< "$RIR_KERAS_DATA"
+"$PYTHON" tools/gpu/parts.py assemble "${data_folders[@]}" || { echo "run.sh: error: joining the data parts failed" >&2; exit 3; }
 exec "$PYTHON" -u tools/gpu/runner.py run --started "$started" --out "$OUT" "$@"

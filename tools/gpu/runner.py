@@ -5,12 +5,14 @@
     python tools/gpu/runner.py collect FOLDER         # here: what a run brought back, into results/
     python tools/gpu/runner.py size [--carry PATH..]  # here: what a device call would send, against 64 MiB
 
+The data travel in parts over several calls (tools/gpu/parts.py); run.sh joins them before `run`.
+
 `run` works through its stages in the order given, each as far as the time budget allows, and
 stops cleanly before the budget ends (the device tool kills a command after 10 minutes):
 
-    table1   Table 1: cnn32, resnet32, resnet_init32 and rir32 on CIFAR-10 (JPEG copy), concurrently
-    wide10   Table 2: the 18-layer-wide four on CIFAR-10 (JPEG copy), concurrently
-    wide100  Table 3: the 18-layer-wide four on CIFAR-100 (JPEG q95 copy), concurrently
+    table1   Table 1: cnn32, resnet32, resnet_init32 and rir32 on CIFAR-10 (official, lossless WebP), concurrently
+    wide10   Table 2: the 18-layer-wide four on CIFAR-10 (official, lossless WebP), concurrently
+    wide100  Table 3: the 18-layer-wide four on CIFAR-100 (official, lossless WebP), concurrently
     tune     a slice of the KerasTuner grid (trials per minute)
     bench    training throughput per model (images/s, RiR/ResNet time ratio)
 
@@ -47,7 +49,7 @@ STAGES = ("table1", "wide10", "wide100", "tune", "bench")
 TRAINING_STAGES = {  # stage: (paper table, dataset name under RIR_KERAS_DATA)
     "table1": ("32", "cifar10"),
     "wide10": ("18-wide", "cifar10"),
-    "wide100": ("18-wide", "cifar100-jpeg95"),
+    "wide100": ("18-wide", "cifar100"),
 }
 PRECISION_TAGS = {"float32": "", "mixed_bfloat16": "-bf16", "mixed_float16": "-fp16"}
 MIB = 2 ** 20
@@ -306,9 +308,12 @@ def tree_bytes(carry=()):
     return tree, carried
 
 
-def print_size(carry):
+def print_size(carry, part_mib=False):
     tree, carried = tree_bytes(carry)
     total = tree + sum(carried.values())
+    if part_mib:  # what one more carried file may hold, with 1 MiB to spare (tools/gpu/parts.py)
+        print(max(1, int((DEVICE_LIMIT - total) / MIB) - 1))
+        return 0 if total < DEVICE_LIMIT - 2 * MIB else 1
     print(f"working tree {tree / MIB:.1f} MiB" + "".join(f" + {p} {b / MIB:.1f} MiB" for p, b in carried.items())
           + f" = {total / MIB:.1f} MiB of the {DEVICE_LIMIT // MIB} MiB a call may send")
     return 0 if total <= DEVICE_LIMIT else 1
@@ -723,7 +728,9 @@ def main(argv=None):
     back.set_defaults(func=lambda a: collect(a.source, a.results) and 0)
     size = commands.add_parser("size", help="what a device call would send, against its 64 MiB limit")
     size.add_argument("--carry", nargs="*", default=[], help="the paths the call carries")
-    size.set_defaults(func=lambda a: print_size(a.carry))
+    size.add_argument("--part-mib", action="store_true",
+                      help="print only the MiB one more carried file may hold (the part size of tools/gpu/parts.py)")
+    size.set_defaults(func=lambda a: print_size(a.carry, a.part_mib))
     args = parser.parse_args(argv)
     return args.func(args)
 

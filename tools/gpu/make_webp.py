@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Make the CIFAR-100 copy the lent GPU machine trains on: JPEG quality 95 from the lossless PNG archive.
+"""Make a lossless WebP archive of a dataset for the lent GPU machine: the same pixels, smaller.
 
-    python tools/gpu/make_cifar100_jpeg.py [SOURCE.tar.gz] [--output .devdata/cifar100/cifar100-jpeg95.tar.gz]
+    python tools/gpu/make_webp.py SOURCE.tar.gz --output .devdata/cifar100/cifar100-webp.tar.gz
 
-The PNG archive (126 MiB) is over the device tool's 64 MiB limit on what a call carries; this copy
-is about 41 MiB. Same layout (``<split>/<class>/NNNN.jpg``, so the same labels), every image encoded
-by Pillow at quality 95 with its default 4:2:0 chroma subsampling (4:4:4 would be about 53 MiB).
-JPEG is lossy: report accuracies on it as "CIFAR-100 (JPEG q95 copy)". The archive is
-reproducible: members in the source's order, fixed times and owners, no gzip timestamp. Only the
+The device tool carries at most 64 MiB a call, and lossless PNG is the biggest lossless form of
+these images (CIFAR-100: 126 MiB as PNG). This writes every PNG member as lossless WebP (Pillow:
+``lossless=True, quality=100``; exact pixels, as the tests check) and copies WebP members as they
+are, so it takes a PNG archive or one that is WebP already. Same layout (``<split>/<class>/NNNN``,
+so the same labels and names). The result still travels in parts (tools/gpu/parts.py). The archive
+is reproducible: members in the source's order, fixed times and owners, no gzip timestamp. Only the
 standard library and Pillow are needed.
 """
 import argparse
@@ -18,18 +19,16 @@ import sys
 import tarfile
 import time
 
-DEFAULT_SOURCE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "datasets", "cifar100",
-                              "cifar100-png.tar.gz")
-DEFAULT_OUTPUT = os.path.join(".devdata", "cifar100", "cifar100-jpeg95.tar.gz")
-QUALITY = 95
+WEBP_METHOD = 4  # Pillow's effort (0-6): 6 saves about 1% more and takes several times longer
 
 
-def convert(source, output, quality=QUALITY):
-    """Write ``output`` (.tar.gz of JPEGs) from ``source`` (.tar.gz of PNGs); returns the image count."""
+def convert(source, output):
+    """Write ``output`` (.tar.gz of lossless WebP) from ``source`` (.tar.gz of PNG or WebP images);
+    returns the number of images converted from PNG."""
     from PIL import Image
 
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    temporary = output + ".part"
+    temporary = output + ".writing"
     count = 0
     with tarfile.open(source, "r|gz") as reader, open(temporary, "wb") as raw, \
             gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as compressed, \
@@ -47,8 +46,8 @@ def convert(source, output, quality=QUALITY):
             if name.lower().endswith(".png"):
                 with Image.open(io.BytesIO(data)) as image:
                     buffer = io.BytesIO()
-                    image.convert("RGB").save(buffer, "JPEG", quality=quality)
-                data, name = buffer.getvalue(), name[:-4] + ".jpg"
+                    image.convert("RGB").save(buffer, "WEBP", lossless=True, quality=100, method=WEBP_METHOD)
+                data, name = buffer.getvalue(), name[:-4] + ".webp"
                 count += 1
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o644
@@ -59,20 +58,19 @@ def convert(source, output, quality=QUALITY):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("source", nargs="?", default=DEFAULT_SOURCE, help="the PNG archive (default: %(default)s)")
-    parser.add_argument("--output", default=DEFAULT_OUTPUT, help="default: %(default)s")
-    parser.add_argument("--quality", type=int, default=QUALITY)
+    parser.add_argument("source", help="the archive of PNG or WebP images")
+    parser.add_argument("--output", required=True, help="the WebP archive to write")
     parser.add_argument("--force", action="store_true", help="write it again even if it exists")
     args = parser.parse_args(argv)
     if os.path.isfile(args.output) and not args.force:
         print(f"{args.output} exists ({os.path.getsize(args.output) / 2**20:.1f} MiB); --force writes it again")
         return 0
     if not os.path.isfile(args.source):
-        print(f"make_cifar100_jpeg: error: source archive not found: {args.source}", file=sys.stderr)
+        print(f"make_webp: error: source archive not found. Received: source={args.source!r}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    count = convert(args.source, args.output, args.quality)
-    print(f"{args.output}: {count} images, JPEG quality {args.quality}, {os.path.getsize(args.output) / 2**20:.1f} MiB "
+    count = convert(args.source, args.output)
+    print(f"{args.output}: {count} images converted from PNG, lossless WebP, {os.path.getsize(args.output) / 2**20:.1f} MiB "
           f"in {time.perf_counter() - start:.0f} s")
     return 0
 
