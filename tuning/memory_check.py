@@ -61,9 +61,9 @@ def control(dataset, trials=10):
 
 
 def main(argv=None):
-    default = os.path.join(os.environ.get("RIR_KERAS_DATA", "../shared/datasets/cifar10"), "cifar10-mini.tar.gz")
+    default = os.path.join(os.environ.get("RIR_KERAS_DATA", "../shared/datasets/cifar10"), "cifar10-png-mini.tar.gz")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default=default, help="a folder or .tar.gz of <split>/<class>/*.jpg")
+    parser.add_argument("--dataset", default=default, help="a folder or .tar.gz of <split>/<class>/<image>")
     parser.add_argument("--directory", help="KerasTuner's folder; default: a new temporary folder")
     parser.add_argument("--control", action="store_true",
                         help="fit a plain Keras CNN 10 times instead (no rir_keras model, no tuner)")
