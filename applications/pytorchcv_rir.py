@@ -116,11 +116,12 @@ def assign(model, state):
     for layer, unit in zip(layers, units):
         # Rows: the input stream (residual, transient); columns: the output stream. pytorchcv's
         # "cross" convolution of a stream feeds the other stream.
-        kernel = np.concatenate([
-            np.concatenate([_kernel(take(unit + "res_pass_conv.weight")), _kernel(take(unit + "res_cross_conv.weight"))], 3),
-            np.concatenate([_kernel(take(unit + "trans_cross_conv.weight")), _kernel(take(unit + "trans_pass_conv.weight"))], 3),
-        ], 2)
-        projection = take(unit + "identity_conv.weight")[:, :, 0, 0].T if unit + "identity_conv.weight" in state else None
+        quadrants = [["res_pass_conv", "res_cross_conv"], ["trans_cross_conv", "trans_pass_conv"]]
+        kernel = np.concatenate([np.concatenate([_kernel(take(f"{unit}{conv}.weight")) for conv in row], axis=3)
+                                 for row in quadrants], axis=2)
+        # pytorchcv projects the residual stream (a strided 1x1 convolution) exactly where it changes shape.
+        reshapes = layer.strides != (1, 1) or layer.residual_in != layer.residual_out
+        projection = take(unit + "identity_conv.weight")[:, :, 0, 0].T if reshapes else None
         if layer.identity == "init":  # the shortcut folded into the kernel's centre tap
             if projection is None:
                 kernel = kernel + layer.identity_kernel()

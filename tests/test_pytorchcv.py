@@ -123,6 +123,9 @@ def test_a_state_dict_that_does_not_fit_is_refused(peer):
     missing = {key: value for key, value in state.items() if not key.startswith("features.stage3.unit6.")}
     with pytest.raises(ValueError, match="15 units, the model 16 generalized layers"):
         pytorchcv_rir.convert(missing)
+    without_projection = {key: value for key, value in state.items() if "identity_conv" not in key}
+    with pytest.raises(ValueError, match=r"no 'features\.stage2\.unit1\.identity_conv\.weight'"):
+        pytorchcv_rir.convert(without_projection)
     with pytest.raises(ValueError, match="needs shortcut='projection'"):
         pytorchcv_rir.assign(pytorchcv_rir.build(10, shortcut="identity"), state)
 
