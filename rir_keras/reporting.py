@@ -76,6 +76,21 @@ def atomic_output(path, overwrite=True, suffix=""):
         _remove(temporary)
 
 
+def disk_full(error):
+    """Whether ``error`` says that a disk (or a quota) is full: an ``OSError`` with ``ENOSPC`` or
+    ``EDQUOT``, or another library's error (h5py, TensorFlow) that carries the operating system's words."""
+    return getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(error)
+
+
+def require_space(folder, size, what):
+    """Raise ``OSError(ENOSPC)`` unless ``folder``'s disk has ``size`` bytes free for ``what``: h5py, out
+    of space mid-write, ends the process with a segmentation fault instead of raising."""
+    free = shutil.disk_usage(folder).free
+    if free < size:
+        raise OSError(errno.ENOSPC, f"No space left on device ({what} needs about {size / 2**20:.1f} MiB, "
+                                    f"{free / 2**20:.1f} MiB are free)", folder)
+
+
 def write_text(text, path):
     """Write ``text`` to ``path`` atomically."""
     with atomic_output(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:

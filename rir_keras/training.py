@@ -32,7 +32,7 @@ from rir_keras import precision
 from rir_keras.data import ArrayBatches
 from rir_keras.distribute import NONE as ONE_DEVICE
 from rir_keras.preprocessing import model_preprocessing
-from rir_keras.reporting import save_model, write_json
+from rir_keras.reporting import atomic_output, disk_full, require_space, save_model, write_json
 from rir_keras.runs import (
     BACKUP_POINTER, TrainingStopped, backed_up_epochs, check_settings, cpu, machine, read_log, record_session, sessions,
     session_precisions, trim_log,
@@ -224,12 +224,21 @@ class EpochBackup(keras.callbacks.Callback):
             return  # a diverged epoch (TerminateOnNaN stopped it): the last good backup stays
         os.makedirs(self.folder, exist_ok=True)
         name = f"weights-{epoch + 1}.weights.h5"
-        self.model.save_weights(os.path.join(self.folder, name), overwrite=True)
+        require_space(self.folder, _backup_bytes(self.model), f"the backup of epoch {epoch + 1}")
+        with atomic_output(os.path.join(self.folder, name), suffix=".weights.h5") as temporary:
+            self.model.save_weights(temporary)
         write_json({"epoch": epoch + 1, "weights": name}, os.path.join(self.folder, BACKUP_POINTER))
         kept = {f"weights-{epoch + 1 - i}.weights.h5" for i in range(self.keep)}
         for old in os.listdir(self.folder):
             if old.startswith("weights-") and old not in kept:
                 os.remove(os.path.join(self.folder, old))
+
+
+def _backup_bytes(model):
+    """About what `EpochBackup` writes for ``model`` (its weights and the optimizer's), at most: HDF5
+    adds 1.3 to 1.5 KiB per variable (measured), 2 KiB are counted."""
+    variables = list(model.weights) + list(model.optimizer.variables if model.optimizer is not None else [])
+    return sum(ops.convert_to_numpy(v).nbytes + 2048 for v in variables) + 2**16
 
 
 def restore_backup(model, folder, epochs=None):
@@ -278,8 +287,11 @@ def plot_curves(log, path, title):
         axis.legend()
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    pyplot.close(figure)
+    try:
+        with atomic_output(path, suffix=".png") as temporary:
+            figure.savefig(temporary, dpi=100)
+    finally:
+        pyplot.close(figure)
 
 
 def check_fits(model, data, name="data"):
@@ -338,6 +350,28 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
     must have been built in its ``scope()``, and this call must run in it too. It is not a setting
     (the result is the same on any number of devices); results.json and sessions.jsonl record it.
     """
+    try:
+        return _train(model, train_data, test_data, config, output_dir, verbose, callbacks, restart, settings,
+                      distribution)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM where the command line turns it into one (rir_keras.cli)
+        raise _stopped("interrupted", output_dir, config.epochs) from None
+    except Exception as error:  # a disk full mid-write: h5py's, TensorFlow's and the OS's errors alike
+        if not disk_full(error):
+            raise
+        where = f" in {error.filename}" if getattr(error, "filename", None) else ""
+        reason = " ".join((getattr(error, "strerror", None) or str(error)).split())
+        raise _stopped(f"the disk is full: {reason}{where}", output_dir, config.epochs,
+                       "free space on it, then run") from None
+
+
+def _stopped(why, output_dir, epochs, advice="run"):
+    """The `TrainingStopped` of a run stopped before its end: ``why``, and where it continues from."""
+    return TrainingStopped(f"{why}: {os.fspath(output_dir)} keeps {backed_up_epochs(output_dir)} finished epochs "
+                           f"of {epochs}; {advice} the same command again to continue from there")
+
+
+def _train(model, train_data, test_data, config, output_dir, verbose, callbacks, restart, settings, distribution):
+    """`train`'s work; ``train`` adds what the run folder keeps to an interruption's message."""
     output_dir = os.fspath(output_dir)
     check_fits(model, train_data, "training data")
     check_fits(model, test_data, "test data")
@@ -362,6 +396,9 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
     compile_model(model, config, steps)
     done_before = restore_backup(model, backup, distribution.agree_on_epochs(backed_up_epochs(output_dir), recorded))
     trim_log(log_path, done_before)  # rows of epochs whose backup was never written are logged again
+    if done_before and verbose != 0:
+        print(f"{output_dir}: resuming from epoch {done_before + 1} of {config.epochs} ({done_before} finished)",
+              flush=True)
     described = {"distribution": distribution.describe(config.batch_size)} if distribution.active else {}
     record_session(output_dir, first_epoch=done_before, **precision.describe(model), **described)
     stock = [
@@ -375,16 +412,12 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
     if tensorboard_available():
         stock.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")))
     start = time.perf_counter()
-    try:
-        model.fit(
-            distribution.local_batches(train_batches),
-            validation_data=distribution.local_batches(batches(test_data, config, training=False)),
-            epochs=config.epochs, initial_epoch=done_before, steps_per_epoch=steps, shuffle=False,
-            callbacks=stock + list(callbacks), verbose=verbose,
-        )
-    except KeyboardInterrupt:
-        raise TrainingStopped(f"interrupted: {output_dir} keeps {backed_up_epochs(output_dir)} finished epochs of "
-                              f"{config.epochs}; run the same command again to continue from there") from None
+    model.fit(
+        distribution.local_batches(train_batches),
+        validation_data=distribution.local_batches(batches(test_data, config, training=False)),
+        epochs=config.epochs, initial_epoch=done_before, steps_per_epoch=steps, shuffle=False,
+        callbacks=stock + list(callbacks), verbose=verbose,
+    )
     seconds = time.perf_counter() - start
     log = read_log(log_path)
     if len(log.get("epoch", [])) < config.epochs:

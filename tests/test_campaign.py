@@ -172,7 +172,7 @@ def test_a_kill_after_the_last_epoch_loses_nothing(mini, tmp_path, monkeypatch):
 
     with monkeypatch.context() as patch:
         patch.setattr(training, "save_model", killed)
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(runs.TrainingStopped, match="^interrupted: .* keeps 2 finished epochs of 2; run the same"):
             training.train(RiRNet(blocks_per_stage=(1, 1, 1), widths=(8, 8, 8)), train, test, config, tmp_path,
                            verbose=0)
     assert (tmp_path / "backup").is_dir() and log_epochs(tmp_path / "log.csv") == 2

@@ -5,7 +5,10 @@ what was wrong, exit status 2, and nothing half-written. (Kills during training 
 tested with real processes in test_campaign.py, test_training.py and test_tuning.py.)
 """
 import os
+import signal
 import stat
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -17,13 +20,13 @@ from rir_keras.cli import main
 from rir_keras.data import load_arrays, load_split
 
 TINY = dict(blocks_per_stage=(1, 1, 1), widths=(8, 8, 8))
-TRAIN = ["train", "--model", "rir32", "--dataset", "cifar10-mini", "--width-multiplier", "0.125", "--no-jit",
+TRAIN = ["train", "--model", "rir32", "--dataset", "cifar10-png-mini", "--width-multiplier", "0.125", "--no-jit",
          "--batch-size", "32", "--train-limit", "64", "--test-limit", "32", "--epochs", "1"]
 
 
 @pytest.fixture(scope="module")
 def mini(data_dir):
-    archive = data_dir / "cifar10-mini.tar.gz"
+    archive = data_dir / "cifar10-png-mini.tar.gz"
     return load_split(archive, "train").subset(slice(0, 64)), load_split(archive, "test").subset(slice(0, 32))
 
 
@@ -171,7 +174,7 @@ def test_evaluate_and_analyze_refuse_a_model_of_other_classes(tmp_path, capsys, 
     path = tmp_path / "model.keras"
     RiRNet(**TINY, classes=100, preprocessing="cifar100").save(path)
     for command in ("evaluate", "analyze"):
-        assert main([command, str(path), "--dataset", str(data_dir / "cifar10-mini.tar.gz"), "--limit", "8"]) == 2
+        assert main([command, str(path), "--dataset", str(data_dir / "cifar10-png-mini.tar.gz"), "--limit", "8"]) == 2
         one_error_line(capsys, "classifies 100 classes; the data has 10")
 
 
@@ -224,3 +227,125 @@ def test_a_second_process_on_one_output_folder_is_refused(cli_env, tmp_path, cap
         assert main([*TRAIN, "--output", str(folder)]) == 2
     one_error_line(capsys, f"another process (pid {os.getpid()}) is training in {folder}")
     assert not (folder / "run.json").exists()
+
+
+# -- a full disk ------------------------------------------------------------------------------------
+
+class SmallDisk:
+    """A real file system of a few hundred KiB (a tmpfs) at ``path``, to fill; needs root to mount."""
+
+    def __init__(self, path, size):
+        self.path = path
+        path.mkdir()
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                                 capture_output=True, text=True)
+        if mounted.returncode:
+            pytest.skip(f"a full disk needs a small file system, and mounting a tmpfs failed here (root only): "
+                        f"{mounted.stderr.strip()}")
+
+    def resize(self, size):
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)], check=True)
+
+    def fill(self):
+        """Leave no byte free (a file as large as the free space)."""
+        free = os.statvfs(self.path).f_bavail * os.statvfs(self.path).f_frsize
+        with open(self.path / "filler", "wb") as handle:
+            os.posix_fallocate(handle.fileno(), 0, free)
+
+    def unmount(self):
+        subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    disks = []
+    yield lambda size: disks.append(SmallDisk(tmp_path / f"disk{len(disks)}", size)) or disks[-1]
+    for disk in disks:
+        disk.unmount()
+
+
+def rir_keras(*args, data_dir=None, **kwargs):
+    """``rir-keras ARGS`` in a process of its own, as a user runs it (a crash of h5py or TensorFlow ends
+    that process, not the tests)."""
+    env = {**os.environ, **({"RIR_KERAS_DATA": str(data_dir)} if data_dir else {})}
+    return subprocess.run([sys.executable, "-m", "rir_keras.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=600, **kwargs)
+
+
+def no_leftovers(folder):
+    """No temporary file beside any target, no weights file the backup pointer does not name."""
+    left = [str(p) for p in folder.rglob(".*.tmp-*")]
+    backup = folder / "backup"
+    if backup.is_dir():
+        pointer = backup / runs.BACKUP_POINTER
+        named = runs.read_json(pointer)["weights"] if pointer.is_file() else None
+        left += [str(p) for p in backup.iterdir() if p.name.startswith("weights-") and p.name != named]
+    assert not left, left
+
+
+def test_a_disk_full_at_the_first_backup_is_one_line_not_a_crash(small_disk, data_dir):
+    # As the issue met it: RiR-32 on a 3 MiB tmpfs; its first backup (3.9 MiB) does not fit. h5py
+    # crashed the process (segmentation fault, 1,177 lines of "Exception ignored").
+    disk = small_disk("3m")
+    output = disk.path / "run"
+    done = rir_keras(*TRAIN[:5], "--no-jit", "--batch-size", "32", "--train-limit", "32", "--test-limit", "32",
+                     "--epochs", "2", "--output", output, data_dir=data_dir)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"rir-keras train: error: the disk is full: No space left on device (the backup of epoch 1 needs about"), \
+        done.stderr[-3000:]
+    assert f"{output} keeps 0 finished epochs of 2; free space on it, then run the same command again" in done.stderr
+    assert "Exception ignored" not in done.stderr
+    no_leftovers(output)
+
+
+def test_a_disk_full_mid_run_stops_with_one_line_and_the_run_resumes_once_space_is_freed(small_disk, data_dir):
+    disk = small_disk("1200k")  # the first backup of this RiR-32 (width x0.25, 0.55 MiB) fits, the second not
+    output = disk.path / "run"
+    command = [*TRAIN[:5], "--width-multiplier", "0.25", "--no-jit", "--batch-size", "32", "--train-limit", "64",
+               "--test-limit", "32", "--epochs", "3", "--output", output]
+    done = rir_keras(*command, data_dir=data_dir)
+    assert done.returncode == 2, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("rir-keras train: error: the disk is full: No space left on device") and \
+        f"{output} keeps 1 finished epochs of 3; free space on it, then run the same command again to continue" \
+        in last, done.stderr[-3000:]
+    assert runs.backed_up_epochs(output) == 1
+    no_leftovers(output)
+    disk.resize("8m")  # space freed
+    done = rir_keras(*command, data_dir=data_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{output}: resuming from epoch 2 of 3 (1 finished)" in done.stdout
+    assert runs.read_json(output / "results.json")["history"]["epoch"] == [0, 1, 2]
+    no_leftovers(output)
+
+
+@pytest.mark.parametrize("when", ["epoch", "end"])
+def test_every_file_a_run_writes_stops_it_with_one_line_on_a_full_disk(small_disk, mini, when):
+    # The log row and TensorBoard's events (the disk fills as epoch 2 begins), the model, results and
+    # plot (it fills after the last epoch): the run stops naming the disk, nothing is half-written,
+    # and the same call continues once space is freed.
+    train, test = mini
+    disk = small_disk("4m")
+    output = disk.path / "run"
+    config = training.TrainConfig(epochs=2, batch_size=32, jit_compile=False)
+
+    class Fill(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if when == "epoch" and epoch == 1:
+                disk.fill()
+
+        def on_train_end(self, logs=None):
+            if when == "end":
+                disk.fill()
+
+    kept = 1 if when == "epoch" else 2
+    with pytest.raises(runs.TrainingStopped, match=rf"^the disk is full: No space left on device.*: {output} keeps "
+                                                   rf"{kept} finished epochs of 2; free space on it"):
+        training.train(RiRNet(**TINY), train, test, config, output, verbose=0, callbacks=[Fill()])
+    os.remove(disk.path / "filler")
+    no_leftovers(output)
+    results = training.train(RiRNet(**TINY), train, test, config, output, verbose=0)
+    assert results["history"]["epoch"] == [0, 1] and results["resumed"]
+    assert {"model.keras", "results.json", "curves.png", "log.csv"} <= set(os.listdir(output))
+    no_leftovers(output)
