@@ -5,6 +5,8 @@ entry-point group (see setup.py): an entry point names a function ``add(subparse
 one subparser and sets ``func`` on it. So this module, in the core, imports nothing above it.
 """
 import argparse
+import contextlib
+import signal
 import sys
 from importlib.metadata import entry_points
 
@@ -41,11 +43,26 @@ def _unavailable(name, error):
     return add
 
 
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """Within the block, SIGTERM (what a scheduler, ``kill`` or ``docker stop`` sends) raises
+    KeyboardInterrupt as Ctrl-C does, so a command stops the same way: saying what it keeps."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args) or 0
+        with terminate_as_interrupt():
+            return args.func(args) or 0
     except (ValueError, OSError, MissingDependency, TrainingStopped) as error:
         # Bad input, a file or disk problem (missing, read-only, full), a missing package, training
         # interrupted or diverged: one line, exit status 2.

@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -349,3 +350,34 @@ def test_every_file_a_run_writes_stops_it_with_one_line_on_a_full_disk(small_dis
     assert results["history"]["epoch"] == [0, 1] and results["resumed"]
     assert {"model.keras", "results.json", "curves.png", "log.csv"} <= set(os.listdir(output))
     no_leftovers(output)
+
+
+# -- signals ----------------------------------------------------------------------------------------
+
+def start_rir_keras(*args, data_dir):
+    env = {**os.environ, "RIR_KERAS_DATA": str(data_dir)}
+    return subprocess.Popen([sys.executable, "-m", "rir_keras.cli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_sigterm_stops_training_as_ctrl_c_does_and_the_rerun_says_where_it_resumes(tmp_path, data_dir):
+    # What a scheduler or `docker stop` sends: the run ended silently, exit status 143, mid-progress-bar.
+    output = tmp_path / "run"
+    command = [*TRAIN[:-2], "--epochs", "100", "--verbose", "2", "--output", output]
+    process = start_rir_keras(*command, data_dir=data_dir)
+    deadline = time.monotonic() + 300
+    while runs.backed_up_epochs(output) < 1 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    kept = runs.backed_up_epochs(output)
+    assert process.returncode == 2 and 1 <= kept < 100, err[-3000:]
+    assert err.strip().splitlines()[-1] == (f"rir-keras train: error: interrupted: {output} keeps {kept} finished "
+                                            f"epochs of 100; run the same command again to continue from there")
+    no_leftovers(output)
+    process = start_rir_keras(*command, data_dir=data_dir)
+    first = next((line for line in process.stdout if "resuming" in line or "Epoch" in line), "")
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert first.strip() == f"{output}: resuming from epoch {kept + 1} of 100 ({kept} finished)", first
+    assert process.returncode == 2 and "rir-keras train: error: interrupted: " in err.strip().splitlines()[-1], err[-3000:]

@@ -8,6 +8,7 @@ import keras
 from rir_keras import data as datasets
 from rir_keras import distribute, precision, training
 from rir_keras.applications import command_line, registry
+from rir_keras.runs import TrainingStopped
 from rir_keras.tuning import grid as grids
 from rir_keras.tuning.hypermodel import RiRHyperModel
 from rir_keras.tuning.search import (ChiefLost, GridSearch, describe_devices, prepare_project, role, search_settings,
@@ -89,6 +90,10 @@ def run_tune(args, flag_defaults):
     except ChiefLost as error:  # a worker whose chief is gone
         print(f"rir-keras tune: error: worker {tuner.tuner_id}: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (rir_keras.cli)
+        done = sum(trial.status == "COMPLETED" for trial in tuner.oracle.trials.values())
+        raise TrainingStopped(f"interrupted: {tuner.project_dir} keeps {done} finished trials; run the same command "
+                              f"again to continue (a trial in progress starts over)") from None
     if role() == "worker":
         print(f"rir-keras tune: worker {tuner.tuner_id} done", flush=True)
         return 0
