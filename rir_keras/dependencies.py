@@ -10,13 +10,21 @@ message is one line naming the package and how to get it (``rir-keras`` prints i
 This module imports nothing but the standard library: ``rir_keras/__init__.py`` calls `choose_backend`
 and `prefer_onednn` before Keras is imported.
 """
+import contextlib
 import importlib.util
 import json
 import os
+import re
 import sys
+import tempfile
 
 BACKEND_VARIABLE = "KERAS_BACKEND"
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"  # TensorFlow's C++ log: 0 all, 1 no INFO, 2 no WARNING, 3 no ERROR
+DEFAULT_LOG_LEVEL = "3"
+# A line of the C++ log (absl's format: severity, date, time, thread, file:line]) and its severities.
+_LOG_LINE = re.compile(r"^(?:WARNING: All log messages before absl::InitializeLog|([IWEF])\d{4} \d\d:\d\d:\d\d\.)")
+_SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
 
 
 class MissingDependency(ImportError):
@@ -77,6 +85,51 @@ def prefer_onednn():
                       "them on only on CPUs with AVX512-class features): training runs about 1.7 times slower. "
                       "Import rir_keras before keras or tensorflow, or set TF_ENABLE_ONEDNN_OPTS=1 (=0 to keep "
                       "them off) before Python starts.", stacklevel=3)
+
+
+@contextlib.contextmanager
+def quiet_tensorflow_startup():
+    """Keep TensorFlow's C++ log to what ``TF_CPP_MIN_LOG_LEVEL`` asks for, by default (3) none of it.
+
+    Run around the first import of Keras (which loads TensorFlow). The variable defaults to 3 before
+    TensorFlow reads it, which hides its log from then on (``failed call to cuInit`` on a machine
+    without a GPU is an ERROR line). The lines TensorFlow writes while it loads come before its log
+    reads the variable (absl's "All log messages before absl::InitializeLog() ...", oneDNN,
+    ``cudart_stub``), so they are caught here and dropped by the same rule; anything else written
+    meanwhile (Python's warnings) is passed on. ``TF_CPP_MIN_LOG_LEVEL=0`` shows it all.
+    """
+    level = os.environ.setdefault(LOG_LEVEL_VARIABLE, DEFAULT_LOG_LEVEL)
+    if "tensorflow" in sys.modules or not level.isdigit() or int(level) == 0:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no standard error to catch
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            os.write(2, _kept_log_lines(caught.read().decode(errors="replace"), int(level)).encode())
+
+
+def _kept_log_lines(text, level):
+    """``text`` less the C++ log lines below ``level`` (a dropped line's continuation lines go too)."""
+    kept, dropping = [], False
+    for line in text.splitlines(keepends=True):
+        match = _LOG_LINE.match(line)
+        if match:
+            dropping = match.group(1) is None or _SEVERITY[match.group(1)] < level
+        if not dropping:
+            kept.append(line)
+    return "".join(kept)
 
 
 ONEDNN_CPU_FLAGS = {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16"}

@@ -381,3 +381,23 @@ def test_sigterm_stops_training_as_ctrl_c_does_and_the_rerun_says_where_it_resum
     _, err = process.communicate(timeout=120)
     assert first.strip() == f"{output}: resuming from epoch {kept + 1} of 100 ({kept} finished)", first
     assert process.returncode == 2 and "rir-keras train: error: interrupted: " in err.strip().splitlines()[-1], err[-3000:]
+
+
+# -- the console ------------------------------------------------------------------------------------
+
+def test_a_command_prints_no_tensorflow_start_up_log_unless_asked(tmp_path, data_dir):
+    # Every command printed 6-8 lines of TensorFlow's C++ log first (absl, oneDNN, cudart_stub, and
+    # "failed call to cuInit" on a machine without a GPU), TF_CPP_MIN_LOG_LEVEL=3 or not.
+    model = tmp_path / "model.keras"
+    RiRNet(**TINY).save(model)
+    command = [sys.executable, "-m", "rir_keras.cli", "evaluate", model, "--dataset",
+               data_dir / "cifar10-png-mini.tar.gz", "--limit", "8"]
+    environ = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    for level in (None, "3", "0"):
+        env = environ if level is None else {**environ, "TF_CPP_MIN_LOG_LEVEL": level}
+        done = subprocess.run(list(map(str, command)), capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0 and '"images": 8' in done.stdout, done.stderr[-3000:]
+        if level == "0":  # asked for: all of it
+            assert "oneDNN custom operations are on" in done.stderr and "I0000" in done.stderr
+        else:
+            assert done.stderr == "", done.stderr
