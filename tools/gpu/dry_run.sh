@@ -47,11 +47,14 @@ mkdir -p "$DRY/data" "$DRY/webp" "$DRY/held"
 for d in cifar10:cifar10/cifar10-png-mini cifar100:cifar100/cifar100-mini; do
     "$venv/bin/python" tools/gpu/make_webp.py "$SHARED/${d#*:}.tar.gz" --output "$DRY/webp/${d%%:*}-webp.tar.gz" --force
     python3 tools/gpu/parts.py split "$DRY/webp/${d%%:*}-webp.tar.gz" --into "$DRY/data" --part-mib 0.5
-    last=$(ls "$DRY/data/${d%%:*}-webp.tar.gz".part* | sort -V | tail -1)
+    last=$(ls "$DRY/data/${d%%:*}-webp.tar.gz".part[0-9]* | sort -V | tail -1)
     mv "$last" "$DRY/held/"
 done
-python3 tools/gpu/parts.py assemble "$DRY/data"
-if ls "$DRY/data"/*-webp.tar.gz >/dev/null 2>&1; then echo "dry run: error: joined with parts missing" >&2; exit 1; fi
+waiting=$(python3 tools/gpu/parts.py assemble "$DRY/data")
+echo "$waiting"
+if ls "$DRY/data"/*-webp.tar.gz >/dev/null 2>&1 || [ "$(grep -c 'still to carry' <<< "$waiting")" != 2 ]; then
+    echo "dry run: error: parts joined, or not reported missing, while the last parts were held back" >&2; exit 1
+fi
 mv "$DRY/held"/* "$DRY/data/"
 rm -rf "$DRY/results" "$DRY"/live-* "$DRY"/out-* "$DRY"/site-*
 tiny="--width-multiplier 0.125 --train-limit 128 --test-limit 64 --batch-size 32"
