@@ -22,19 +22,10 @@ def train_one(name, args, train_data, test_data, output_dir, restart=False, dist
         spec = command_line.model_spec(name, args, train_data)
         model = spec.build()
         settings = {"spec": spec.to_dict(), "recipe": args.recipe, "dataset": str(args.dataset),
-                    "data": data_identity(args.dataset),
+                    "data": datasets.data_identity(args.dataset),
                     "train_split": args.train_split, "test_split": args.test_split}
         return training.train(model, train_data, test_data, command_line.train_config(args), output_dir,
                               verbose=args.verbose, restart=restart, settings=settings, distribution=distribution)
-
-
-def data_identity(dataset):
-    """What a run records of its data: the archive's file name and SHA-256 (a continuation on other
-    data is refused), the tensorflow-datasets name, or a folder's name."""
-    described = datasets.describe_source(dataset)
-    if "path" in described:  # the same data wherever it lies
-        described["file"] = os.path.basename(described.pop("path").rstrip(os.sep))
-    return described
 
 
 def run_train(args):
@@ -61,10 +52,12 @@ def run_evaluate(args):
         model = pretrained.build(args.model, args.weights or "cifar10")
         source = {"model": args.model, "weights": args.weights or "cifar10"}
     else:
+        command_line.refuse_flags(args, ("weights",), "a .keras model file holds its weights: --weights names "
+                                                      "the shipped weights of a --model")
         model = command_line.load_model_file(args.model_file)
         source = {"model_file": args.model_file}
     test = subset(datasets.load_split(args.dataset, args.split, data_dir=args.data_dir), args.limit, 0, "--limit")
-    report = {**source, "dataset": str(args.dataset), "data": data_identity(args.dataset), "split": args.split,
+    report = {**source, "dataset": str(args.dataset), "data": datasets.data_identity(args.dataset), "split": args.split,
               "images": len(test), "preprocessing": preprocessing_lib.model_preprocessing(model),
               **scored(model, test, args.batch_size)}  # the model normalizes the raw images itself
     if args.tta != "none":  # beside the single-view figure, never instead of it

@@ -210,17 +210,18 @@ def _find_local_archive(name):
     return None
 
 
-def describe_source(source):
-    """What ``source`` resolves to, as results and manifests record it: ``{"path": ..., "sha256": ...}``
-    for an archive file (its SHA-256, so a figure names the exact data it was measured on),
-    ``{"path": ...}`` for a folder, ``{"tfds": NAME}`` for tensorflow-datasets."""
+def data_identity(source):
+    """What results and manifests record of the data ``source`` resolves to, the same wherever it lies:
+    ``{"file": NAME, "sha256": HEX}`` for an archive (so a figure names the exact data it was measured
+    on, and a run continued on other data is refused), ``{"folder": NAME}`` for a folder,
+    ``{"tfds": NAME}`` for tensorflow-datasets."""
     resolved = resolve_source(source)
     if resolved.startswith(TFDS_PREFIX):
         return {"tfds": resolved[len(TFDS_PREFIX):]}
-    described = {"path": os.path.abspath(resolved)}
+    name = os.path.basename(os.path.abspath(resolved))
     if os.path.isfile(resolved):
-        described["sha256"] = file_sha256(resolved)
-    return described
+        return {"file": name, "sha256": file_sha256(resolved)}
+    return {"folder": name}
 
 
 def file_sha256(path):

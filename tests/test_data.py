@@ -3,6 +3,7 @@
 Real data is the small CIFAR-10 (JPEG copy) archive found through RIR_KERAS_DATA (the `data_dir`
 fixture); everything else is made here. Nothing is downloaded: tensorflow-datasets is faked.
 """
+import hashlib
 import os
 import subprocess
 import sys
@@ -548,3 +549,17 @@ def test_model_fit_advances_the_epoch(mini):
     history = model.fit(batches, epochs=2, shuffle=False, verbose=0)
     assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
     assert batches.epoch >= 2  # Keras 3 also calls on_epoch_end when fit starts
+
+
+def test_data_identity_names_the_archive_by_its_content(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RIR_KERAS_DATA", str(data_dir))
+    archive = data_dir / "cifar10-png-mini.tar.gz"
+    identity = data.data_identity("cifar10-png-mini")
+    assert identity == {"file": "cifar10-png-mini.tar.gz", "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}
+    copy = tmp_path / "elsewhere" / "cifar10-png-mini.tar.gz"  # the same data elsewhere: the same identity
+    copy.parent.mkdir()
+    copy.write_bytes(archive.read_bytes())
+    assert data.data_identity(copy) == identity
+    assert data.data_identity(str(data_dir / "cifar10-mini.tar.gz"))["sha256"] != identity["sha256"]  # JPEG twin
+    assert data.data_identity(tmp_path / "elsewhere") == {"folder": "elsewhere"}
+    assert data.data_identity("tfds:cifar100") == {"tfds": "cifar100"}

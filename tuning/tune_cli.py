@@ -37,11 +37,10 @@ def validation_data(args, train, test):
     return train, validation, f"{args.validation_split:g} of the {args.train_split!r} split ({len(validation)} images)"
 
 
-def warn_overridden_flags(args, grid, defaults):
-    for name in grid:
-        if getattr(args, name) != defaults[name]:
-            print(f"rir-keras tune: the grid sets {name}; --{name.replace('_', '-')}={getattr(args, name)} is ignored",
-                  file=sys.stderr)
+def refuse_overridden_flags(args, grid, defaults):
+    """The grid's values win, so a flag of a hyperparameter it sets would be ignored: refused instead."""
+    given = [name for name in grid if getattr(args, name) != defaults[name]]
+    command_line.refuse_flags(args, given, f"the grid {args.grid!r} sets these hyperparameters")
 
 
 def trial_distribution(args):
@@ -57,7 +56,7 @@ def trial_distribution(args):
 
 def run_tune(args, flag_defaults):
     grid = grids.load_grid(args.grid)
-    warn_overridden_flags(args, grid, flag_defaults)
+    refuse_overridden_flags(args, grid, flag_defaults)
     options = model_options(args, grid)
     distribution = trial_distribution(args)
     train, test = command_line.load_data(args)
@@ -71,7 +70,8 @@ def run_tune(args, flag_defaults):
     hypermodel = RiRHyperModel(args.model, grid, train, config, options, distribution=distribution)
     project = args.project_name or args.model
     prepare_project(os.path.join(args.directory, project),
-                    search_settings(hypermodel, dataset=str(args.dataset), train_split=args.train_split,
+                    search_settings(hypermodel, dataset=str(args.dataset), data=datasets.data_identity(args.dataset),
+                                    train_split=args.train_split,
                                     test_split=args.test_split, validation_split=args.validation_split,
                                     validation_images=len(validation)),
                     restart=args.restart)
