@@ -17,7 +17,7 @@ CONFIG = training.TrainConfig(epochs=1, batch_size=64, jit_compile=False)
 
 @pytest.fixture(scope="module")
 def archive(data_dir):
-    return data_dir / "cifar10-mini.tar.gz"
+    return data_dir / "cifar10-png-mini.tar.gz"
 
 
 @pytest.fixture(scope="module")

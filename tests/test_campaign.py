@@ -30,7 +30,7 @@ def cli_env(data_dir, monkeypatch):
 
 @pytest.fixture(scope="module")
 def mini(data_dir):
-    archive = data_dir / "cifar10-mini.tar.gz"
+    archive = data_dir / "cifar10-png-mini.tar.gz"
     return load_split(archive, "train").subset(slice(0, 64)), load_split(archive, "test").subset(slice(0, 32))
 
 
@@ -91,7 +91,7 @@ def finished(process, log):
 
 def test_a_run_killed_and_continued_from_a_copy_ends_with_the_uninterrupted_weights(cli_env, tmp_path):
     command = [sys.executable, "-m", "rir_keras.cli", "reproduce", "--table", "32", "--models", "rir32",
-               "--seeds", "0", "--dataset", "cifar10-mini", "--recipe", "fast", "--epochs", "4", "--verbose", "0",
+               "--seeds", "0", "--dataset", "cifar10-png-mini", "--recipe", "fast", "--epochs", "4", "--verbose", "0",
                *TINY_FLAGS]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     # The uninterrupted run and the one to be killed run side by side (each is mostly start-up).
@@ -132,7 +132,7 @@ def test_a_run_killed_and_continued_from_a_copy_ends_with_the_uninterrupted_weig
 
 
 def test_changed_settings_are_refused_by_name(cli_env, tmp_path, capsys):
-    args = ["train", "--model", "rir32", "--dataset", "cifar10-mini", "--epochs", "1", "--steps-per-epoch", "1",
+    args = ["train", "--model", "rir32", "--dataset", "cifar10-png-mini", "--epochs", "1", "--steps-per-epoch", "1",
             "--output", str(tmp_path), *TINY_FLAGS]
     assert main(args) == 0
     assert main(args[:-len(TINY_FLAGS)] + ["--learning-rate", "0.2", *TINY_FLAGS]) == 2
@@ -183,7 +183,7 @@ def test_a_kill_after_the_last_epoch_loses_nothing(mini, tmp_path, monkeypatch):
 
 
 def test_status_prints_each_models_progress_and_an_eta(cli_env, tmp_path, capsys):
-    assert main(["reproduce", "--table", "32", "--models", "cnn32", "--seeds", "0", "--dataset", "cifar10-mini",
+    assert main(["reproduce", "--table", "32", "--models", "cnn32", "--seeds", "0", "--dataset", "cifar10-png-mini",
                  "--recipe", "fast", "--epochs", "1", "--steps-per-epoch", "1", "--verbose", "0",
                  "--output", str(tmp_path), *TINY_FLAGS]) == 0
     capsys.readouterr()

@@ -54,7 +54,7 @@ class Pause(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         time.sleep(pause)  # after the backup: a kill lands between two epochs
 
-archive = os.path.join(os.environ["RIR_KERAS_DATA"], "cifar10-mini.tar.gz")
+archive = os.path.join(os.environ["RIR_KERAS_DATA"], "cifar10-png-mini.tar.gz")
 train, test = load_split(archive, "train").subset(slice(0, 64)), load_split(archive, "test").subset(slice(0, 32))
 try:
     distribution = distribute.setup(mode, timeout=float(os.environ.get("TIMEOUT", "120")))
@@ -79,7 +79,7 @@ def env(data_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mini(data_dir):
-    archive = data_dir / "cifar10-mini.tar.gz"
+    archive = data_dir / "cifar10-png-mini.tar.gz"
     return load_split(archive, "train").subset(slice(0, 64)), load_split(archive, "test").subset(slice(0, 32))
 
 
@@ -323,7 +323,7 @@ def test_a_worker_keeps_two_backups_and_can_restore_the_older(mini, tmp_path):
 
 def tune_args(data_dir, directory, *extra):
     return ["tune", "--model", "rir_3x10", "--grid", "tiny", "--model-option", "layers_per_block=2",
-            "--model-option", "widths=[8,8,8]", "--dataset", str(data_dir / "cifar10-mini.tar.gz"),
+            "--model-option", "widths=[8,8,8]", "--dataset", str(data_dir / "cifar10-png-mini.tar.gz"),
             "--train-limit", "32", "--test-limit", "32", "--batch-size", "16", "--steps-per-epoch", "1",
             "--epochs", "1", "--no-jit", "--verbose", "0", "--directory", str(directory), "--max-trials", "1",
             *extra]
@@ -348,7 +348,7 @@ import os, keras, keras_tuner
 from rir_keras import distribute, training
 from rir_keras.data import load_split
 from rir_keras.tuning.hypermodel import RiRHyperModel
-train = load_split(os.path.join(os.environ["RIR_KERAS_DATA"], "cifar10-mini.tar.gz"), "train").subset(slice(0, 32))
+train = load_split(os.path.join(os.environ["RIR_KERAS_DATA"], "cifar10-png-mini.tar.gz"), "train").subset(slice(0, 32))
 distribution = distribute.setup("data-parallel")
 hypermodel = RiRHyperModel("rir_3x10", {"learning_rate": [0.1]}, train, training.TrainConfig(epochs=1, batch_size=16),
                            {"layers_per_block": 2, "widths": [8, 8, 8]}, distribution=distribution)

@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO
 
 HIDE_TENSORFLOW = REPO / "tools" / "gpu" / "no_tensorflow"
-TRAIN = ["train", "--model", "rir32", "--dataset", "cifar10-mini", "--recipe", "fast", "--epochs", "2",
+TRAIN = ["train", "--model", "rir32", "--dataset", "cifar10-png-mini", "--recipe", "fast", "--epochs", "2",
          "--width-multiplier", "0.125", "--train-limit", "128", "--test-limit", "64", "--batch-size", "32",
          "--verbose", "2"]
 

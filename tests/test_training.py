@@ -23,7 +23,7 @@ TINY_FLAGS = ["--width-multiplier", "0.125", "--batch-size", "32", "--no-jit", "
 
 @pytest.fixture(scope="module")
 def mini(data_dir):
-    archive = data_dir / "cifar10-mini.tar.gz"
+    archive = data_dir / "cifar10-png-mini.tar.gz"
     train = load_split(archive, "train")
     test = load_split(archive, "test")
     return train.subset(slice(0, 128)), test.subset(slice(0, 64))
@@ -106,7 +106,7 @@ def test_logits_models_are_compiled_from_logits(mini, cli_env, tmp_path, capsys)
     for model in (probabilities, logits):
         model.save(tmp_path / f"{model.name}.keras")
         capsys.readouterr()
-        assert main(["evaluate", str(tmp_path / f"{model.name}.keras"), "--dataset", "cifar10-mini", "--limit", "32",
+        assert main(["evaluate", str(tmp_path / f"{model.name}.keras"), "--dataset", "cifar10-png-mini", "--limit", "32",
                      "--batch-size", "32"]) == 0
         reports[model.name] = json.loads(capsys.readouterr().out)
     assert reports["logits"]["loss"] == pytest.approx(reports["probabilities"]["loss"], rel=1e-4)
@@ -146,7 +146,7 @@ def test_train_writes_every_artifact_and_learns(mini, tmp_path):
 
 def test_cli_train_then_evaluate(cli_env, tmp_path, capsys):
     output = tmp_path / "run"
-    assert main(["train", "--model", "resnet_init32", "--dataset", "cifar10-mini", "--epochs", "1",
+    assert main(["train", "--model", "resnet_init32", "--dataset", "cifar10-png-mini", "--epochs", "1",
                  "--steps-per-epoch", "2", "--output", str(output), *TINY_FLAGS]) == 0
     results = json.loads((output / "results.json").read_text())
     spec = registry.ModelSpec.from_dict(results["spec"])
@@ -156,7 +156,7 @@ def test_cli_train_then_evaluate(cli_env, tmp_path, capsys):
     assert spec.build().count_params() == results["parameters"]  # the spec rebuilds the trained model
     assert model_preprocessing(keras.saving.load_model(output / "model.keras")) == "cifar10"
     capsys.readouterr()
-    assert main(["evaluate", str(output / "model.keras"), "--dataset", "cifar10-mini", "--limit", "64"]) == 0
+    assert main(["evaluate", str(output / "model.keras"), "--dataset", "cifar10-png-mini", "--limit", "64"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["images"] == 64 and report["preprocessing"] == "cifar10"
     assert report["accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-6)  # same 64 images, same model
@@ -168,7 +168,7 @@ def test_seed_fixes_the_initial_weights(cli_env, monkeypatch):
     monkeypatch.setattr(reporting, "write_json", lambda *args: None)
     parser = argparse.ArgumentParser()
     train_cli.add_train(parser.add_subparsers())
-    data = command_line.load_data(parser.parse_args(["train", "--model", "rir32", "--dataset", "cifar10-mini", *TINY_FLAGS]))
+    data = command_line.load_data(parser.parse_args(["train", "--model", "rir32", "--dataset", "cifar10-png-mini", *TINY_FLAGS]))
     for seed in ("3", "3", "4"):
         args = parser.parse_args(["train", "--model", "rir32", "--seed", seed, *TINY_FLAGS])
         keras.utils.set_random_seed(99)  # whatever state came before
@@ -178,7 +178,7 @@ def test_seed_fixes_the_initial_weights(cli_env, monkeypatch):
 
 
 def test_cli_reproduce_writes_the_table_and_resumes(cli_env, tmp_path, capsys):
-    args = ["reproduce", "--table", "32", "--models", "rir32", "cnn32", "--dataset", "cifar10-mini", "--epochs", "1",
+    args = ["reproduce", "--table", "32", "--models", "rir32", "cnn32", "--dataset", "cifar10-png-mini", "--epochs", "1",
             "--steps-per-epoch", "1", "--output", str(tmp_path), *TINY_FLAGS]
     assert main(args) == 0
     table = (tmp_path / "results.md").read_text()
@@ -194,9 +194,9 @@ def test_cli_reproduce_writes_the_table_and_resumes(cli_env, tmp_path, capsys):
 
 
 def test_cli_errors_name_what_is_wrong(cli_env, tmp_path, capsys):
-    assert main(["train", "--model", "rir33", "--dataset", "cifar10-mini", "--output", str(tmp_path)]) == 2
+    assert main(["train", "--model", "rir33", "--dataset", "cifar10-png-mini", "--output", str(tmp_path)]) == 2
     assert "model='rir33'" in capsys.readouterr().err
-    assert main(["train", "--model", "all_cnn_c", "--shortcut", "projection", "--dataset", "cifar10-mini",
+    assert main(["train", "--model", "all_cnn_c", "--shortcut", "projection", "--dataset", "cifar10-png-mini",
                  "--output", str(tmp_path), *TINY_FLAGS]) == 2
     assert "does not take" in capsys.readouterr().err
     assert main(["train", "--model", "rir32", "--dataset", str(tmp_path / "missing.tar.gz"),
@@ -207,7 +207,7 @@ def test_cli_errors_name_what_is_wrong(cli_env, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("dataset, family", [
-    ("cifar10", "cifar10"), ("cifar10-mini", "cifar10"), ("cifar100", "cifar100"), ("tfds:cifar100", "cifar100"),
+    ("cifar10", "cifar10"), ("cifar10-png-mini", "cifar10"), ("cifar100", "cifar100"), ("tfds:cifar100", "cifar100"),
     ("/data/cifar100-jpeg.tar.gz", "cifar100"), ("../shared/datasets/cifar10/cifar10-jpeg.tar.gz", "cifar10"),
     ("data/CIFAR10/", "cifar10"), ("mnist", None), ("/data/cifar/svhn.tar.gz", None), ("tfds:stl10", None),
 ])

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:(currentThread|getName):Deprecat
 
 def tune_args(data_dir, directory, grid="tiny", epochs=1, extra=()):
     return ["tune", "--model", "rir_3x10", "--grid", str(grid), "--model-option", "layers_per_block=2",
-            "--model-option", "widths=[8,8,8]", "--dataset", str(data_dir / "cifar10-mini.tar.gz"),
+            "--model-option", "widths=[8,8,8]", "--dataset", str(data_dir / "cifar10-png-mini.tar.gz"),
             "--train-limit", "32", "--test-limit", "32", "--batch-size", "16", "--steps-per-epoch", "1",
             "--epochs", str(epochs), "--no-jit", "--verbose", "0", "--directory", str(directory),
             "--project-name", "search", *extra]
@@ -158,8 +158,8 @@ def test_grid_source_errors(tmp_path):
 
 @pytest.fixture(scope="module")
 def mini(data_dir):
-    train = datasets.load_split(data_dir / "cifar10-mini.tar.gz", "train").subset(slice(0, 32))
-    test = datasets.load_split(data_dir / "cifar10-mini.tar.gz", "test").subset(slice(0, 32))
+    train = datasets.load_split(data_dir / "cifar10-png-mini.tar.gz", "train").subset(slice(0, 32))
+    test = datasets.load_split(data_dir / "cifar10-png-mini.tar.gz", "test").subset(slice(0, 32))
     return train, test
 
 
@@ -274,10 +274,10 @@ def test_tune_cli_end_to_end(tmp_path, data_dir, capsys):
     assert record["val_accuracy"] == pytest.approx(float(rows[0]["val_accuracy"]))
     assert record["hyperparameters"]["optimizer"] == rows[0]["optimizer"]
     best = load_best(str(project))
-    test = command_line.subset(datasets.load_split(data_dir / "cifar10-mini.tar.gz", "test"), 32, 0, "--test-limit")
+    test = command_line.subset(datasets.load_split(data_dir / "cifar10-png-mini.tar.gz", "test"), 32, 0, "--test-limit")
     config = training.TrainConfig(**record["train_config"])
     images = training.batches(test, config, training=False)[0][0]
-    train = command_line.subset(datasets.load_split(data_dir / "cifar10-mini.tar.gz", "train"), 32, 0, "--train-limit")
+    train = command_line.subset(datasets.load_split(data_dir / "cifar10-png-mini.tar.gz", "train"), 32, 0, "--train-limit")
     grid = load_grid(grid_file)
     hypermodel = RiRHyperModel("rir_3x10", grid, train, config, {**{k: v for k, v in spec.options.items() if k not in grid}, "preprocessing": spec.preprocessing})
     reference = hypermodel.build(hyperparameters(grid, **record["hyperparameters"]))
