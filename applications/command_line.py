@@ -67,6 +67,16 @@ def check_numbers(args):
                 raise ValueError(f"{flag} must be {requirement}. Received: {flag}={number!r}")
 
 
+def refuse_flags(args, names, reason):
+    """Raise a one-line ValueError naming each flag of ``names`` (destinations) given in ``args``:
+    flags that cannot apply to this form of the command, which ``reason`` says."""
+    given = [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in names
+             if getattr(args, name, None) is not None and getattr(args, name) is not False and getattr(args, name) != []]
+    if given:
+        raise ValueError(f"{reason}: drop {', '.join(flag.split('=')[0] for flag in given)}. "
+                         f"Received: {', '.join(given)}")
+
+
 def checked(run):
     """``run(args)``, once `check_numbers` has passed: what a subcommand sets as its ``func``."""
     @functools.wraps(run)

@@ -6,6 +6,9 @@ from rir_keras import export
 from rir_keras.applications import command_line, registry
 
 PREPROCESSING = ("cifar10", "cifar100")
+# The flags that say how a --model was built (a .keras file knows); the model flags of training only.
+BUILD_FLAGS = ("classes", "image_size", "preprocessing", *command_line.MODEL_OPTIONS)
+TRAINING_ONLY = ("weight_decay", "kernel_initializer")
 
 
 def load_model(args):
@@ -14,9 +17,9 @@ def load_model(args):
         raise ValueError("give either a MODEL.keras file or --model NAME --weights FILE. "
                          f"Received: model_file={args.model_file!r}, --model={args.model!r}")
     if args.model_file is not None:
-        if args.preprocessing is not None:
-            raise ValueError("a .keras model carries its own preprocessing: --preprocessing goes with --model only. "
-                             f"Received: --preprocessing={args.preprocessing}")
+        command_line.refuse_flags(args, ("weights", *BUILD_FLAGS), "a .keras model file carries how it was built "
+                                  "(its options, classes, image size and preprocessing), so flags that say it go "
+                                  "with --model NAME --weights FILE only")
         return command_line.load_model_file(args.model_file)
     record = registry.record(args.model)  # unknown names raise ValueError listing the known ones
     if args.weights is None:
@@ -24,8 +27,8 @@ def load_model(args):
     if not os.path.isfile(args.weights):
         raise FileNotFoundError(f"weights file not found: {args.weights!r}")
     options = command_line.model_options(args)
-    options.pop("weight_decay", None)  # a training setting: changes no weight and no prediction
-    return record.build(input_shape=(args.image_size, args.image_size, 3), classes=args.classes,
+    options.pop("weight_decay", None)  # the recipe's default: a training setting, no flag here (refused above)
+    return record.build(input_shape=(args.image_size or 32,) * 2 + (3,), classes=args.classes or 10,
                         weights=args.weights, preprocessing=args.preprocessing or record.preprocessing, **options)
 
 
@@ -37,6 +40,14 @@ def describe(preprocessing):
 
 
 def run_export(args):
+    command_line.refuse_flags(args, TRAINING_ONLY, "a training setting changes no weight and no prediction of a "
+                                                   "trained model")
+    if args.format == "keras":
+        command_line.refuse_flags(args, ("top_k", "class_names"), "the .keras format outputs the model's own "
+                                  "probabilities: top-k outputs are for the saved_model and onnx formats")
+    elif args.top_k is None:
+        command_line.refuse_flags(args, ("class_names",), "class names are those of the top_k_names output: give "
+                                                          "--top-k too")
     if os.path.lexists(args.output) and not args.overwrite:
         raise ValueError(f"output already exists; pass --overwrite to replace it. Received: --output={args.output!r}")
     model = load_model(args)
@@ -44,8 +55,6 @@ def run_export(args):
     options = {"overwrite": args.overwrite}
     if args.format != "keras":
         options.update(top_k=args.top_k, class_names=args.class_names)
-    elif args.top_k is not None:
-        raise ValueError(f"--top-k applies to the saved_model and onnx formats. Received: --format={args.format!r}")
     export.export(model, args.output, format=args.format, **options)
     print(f"exported {model.name} ({args.format}, preprocessing: {describe(preprocessing)}) to {args.output}")
     return 0
@@ -74,8 +83,8 @@ def add_export(subparsers):
                         help="names for top_k_names; default: those of the dataset whose statistics the "
                              "model's preprocessing layer holds, if the class count matches")
     group = parser.add_argument_group("with --model: how the model was built")
-    group.add_argument("--classes", type=int, default=10)
-    group.add_argument("--image-size", type=int, default=32)
+    group.add_argument("--classes", type=int, help="default: 10")
+    group.add_argument("--image-size", type=int, help="default: 32")
     group.add_argument("--preprocessing", choices=PREPROCESSING,
                        help="the statistics its preprocessing layer normalizes by (default: cifar10); a model "
                             "trained with other statistics: export its .keras file, which carries them")

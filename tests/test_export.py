@@ -365,5 +365,5 @@ def test_cli_errors(tmp_path, capsys):
     code, text = run_cli(capsys, tmp_path / "plain.keras", "--output", tmp_path / "o")
     assert code == 2 and "include_preprocessing=True" in text and "'plain'" in text
     code, text = run_cli(capsys, tmp_path / "plain.keras", "--preprocessing", "cifar10", "--output", tmp_path / "o")
-    assert code == 2 and "carries its own preprocessing" in text
+    assert code == 2 and "a .keras model file carries how it was built" in text and "drop --preprocessing" in text
     assert not (tmp_path / "o").exists() and not (tmp_path / "out").exists()

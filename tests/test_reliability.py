@@ -401,3 +401,36 @@ def test_a_command_prints_no_tensorflow_start_up_log_unless_asked(tmp_path, data
             assert "oneDNN custom operations are on" in done.stderr and "I0000" in done.stderr
         else:
             assert done.stderr == "", done.stderr
+
+
+# -- flags that cannot apply ------------------------------------------------------------------------
+
+def test_flags_that_cannot_apply_are_refused_by_name(tmp_path, capsys, data_dir):
+    # `export model.keras --classes 100 --image-size 64 --identity shortcut --width-multiplier 1.0`
+    # exported the saved model unchanged, exit 0.
+    model = tmp_path / "model.keras"
+    RiRNet(**TINY).save(model)
+    output = tmp_path / "out"
+    for command, fragment in [
+        ([model, "--classes", "100", "--image-size", "64", "--identity", "shortcut", "--width-multiplier", "1.0"],
+         "so flags that say it go with --model NAME --weights FILE only: drop --classes, --image-size, "
+         "--width-multiplier, --identity. Received: --classes=100, --image-size=64, --width-multiplier=1.0, "
+         "--identity=shortcut"),
+        ([model, "--weights", "w.weights.h5"], "drop --weights. Received: --weights=w.weights.h5"),
+        (["--model", "rir32", "--weights", "w.weights.h5", "--weight-decay", "1e-4", "--kernel-initializer",
+          "he_normal"], "a training setting changes no weight and no prediction of a trained model: drop "
+                        "--weight-decay, --kernel-initializer"),
+        ([model, "--format", "keras", "--class-names", "cifar10"], "top-k outputs are for the saved_model and onnx "
+                                                                   "formats: drop --class-names"),
+        ([model, "--class-names", "cifar10"], "give --top-k too: drop --class-names"),
+    ]:
+        assert main(["export", *map(str, command), "--output", str(output)]) == 2
+        one_error_line(capsys, "rir-keras export: error: ", fragment)
+        assert not output.exists()
+    assert main(["evaluate", str(model), "--weights", "cifar10"]) == 2
+    one_error_line(capsys, "rir-keras evaluate: error: a .keras model file holds its weights", "drop --weights")
+    assert main(["tune", "--model", "rir32", "--grid", "tiny", "--optimizer", "sgd", "--identity", "constant",
+                 "--directory", str(output)]) == 2
+    one_error_line(capsys, "the grid 'tiny' sets these hyperparameters: drop --optimizer, --identity. "
+                           "Received: --optimizer=sgd, --identity=constant")
+    assert not output.exists()
