@@ -434,3 +434,25 @@ def test_flags_that_cannot_apply_are_refused_by_name(tmp_path, capsys, data_dir)
     one_error_line(capsys, "the grid 'tiny' sets these hyperparameters: drop --optimizer, --identity. "
                            "Received: --optimizer=sgd, --identity=constant")
     assert not output.exists()
+
+
+# -- a damaged search ------------------------------------------------------------------------------
+
+def test_a_damaged_tuner_state_names_the_file_and_restart_and_touches_nothing(tmp_path, capsys, data_dir):
+    # oracle.json cut in half or emptied gave "error: Unterminated string starting at: ..." naming
+    # neither the file nor the way out; a valid but incomplete one a 51-line KerasTuner traceback.
+    command = ["tune", "--model", "rir_3x10", "--grid", "tiny", "--model-option", "layers_per_block=2",
+               "--model-option", "widths=[8,8,8]", "--dataset", str(data_dir / "cifar10-png-mini.tar.gz"),
+               "--train-limit", "32", "--test-limit", "32", "--batch-size", "16", "--steps-per-epoch", "1",
+               "--epochs", "1", "--no-jit", "--verbose", "0", "--directory", str(tmp_path), "--max-trials", "1"]
+    assert main(command) == 0
+    oracle = tmp_path / "rir_3x10" / "oracle.json"
+    whole = oracle.read_text()
+    for damaged in (whole[:len(whole) // 2], "", '{"ongoing_trials": {}}'):
+        oracle.write_text(damaged)
+        before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+        capsys.readouterr()
+        assert main(command) == 2
+        one_error_line(capsys, f"rir-keras tune: error: the search state {oracle} is damaged (",
+                       "start it over with --restart", f"Received: {oracle}")
+        assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

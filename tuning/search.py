@@ -199,8 +199,11 @@ class GridSearch(keras_tuner.GridSearch):
         self.seed = seed
         self.heartbeat_seconds = heartbeat_timeout / HEARTBEATS_PER_TIMEOUT
         self.heartbeat = None
-        keras_tuner.Tuner.__init__(self, oracle, hypermodel, directory=directory, project_name=project_name,
-                                   overwrite=False, distribution_strategy=distribution_strategy)
+        try:
+            keras_tuner.Tuner.__init__(self, oracle, hypermodel, directory=directory, project_name=project_name,
+                                       overwrite=False, distribution_strategy=distribution_strategy)
+        except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as error:  # a damaged state file
+            raise damaged_state(os.path.join(str(directory), str(project_name)), error.__cause__ or error) from None
         self.memory = []
         if role() == "worker":
             internals.wait_for_chief(self.oracle, chief_timeout)
@@ -260,6 +263,24 @@ class Heartbeat:
 
     def stop(self):
         self.stopped.set()
+
+
+def damaged_state(folder, error):
+    """The one-line ValueError for a search state in ``folder`` that KerasTuner failed to reload with
+    ``error``: it names the first state file that is not JSON (else oracle.json, whose fields KerasTuner
+    found missing or wrong) and the way out."""
+    files = [os.path.join(folder, "oracle.json"), *sorted(glob.glob(os.path.join(glob.escape(folder), "*.json"))),
+             *sorted(glob.glob(os.path.join(glob.escape(folder), "trial_*", "trial.json")))]
+    path, reason = files[0], f"incomplete: KerasTuner's {type(error).__name__} {error}"
+    for candidate in files:
+        try:
+            with open(candidate, encoding="utf-8") as handle:
+                json.load(handle)
+        except (OSError, ValueError) as broken:
+            path, reason = candidate, f"not JSON: {broken}"
+            break
+    return ValueError(f"the search state {path} is damaged ({reason}), so the search cannot resume; start it over "
+                      f"with --restart, which deletes the trials and results in {folder}. Received: {path}")
 
 
 def record_run(project_dir, trial_id, **fields):
