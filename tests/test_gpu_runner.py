@@ -3,7 +3,9 @@ packing into volumes within the device tool's limits (small files first, a backu
 all), collecting here (what the device removed goes, what it could not bring back stays), and taking
 the further copy of each run at a call's start. Plain files, no training: tools/gpu/dry_run.sh
 (make gpu-dry-run) runs the whole path."""
+import io
 import json
+import tarfile
 
 import pytest
 
@@ -83,3 +85,60 @@ def test_a_call_continues_from_whichever_copy_got_further(tmp_path):
 ])
 def test_campaign_folders_name_table_data_recipe_and_precision(stage, recipe, precision, name):
     assert runner.campaign_name(stage, recipe, precision) == name
+
+
+def test_wide_weights_come_back_in_parts_one_run_per_call_and_are_joined_by_sha256(tmp_path):
+    """A finished wide run's weights alone (WEIGHTS_FILE) come back cut into parts over several volumes
+    (parts.split), one run's whole or none per call, in place of its model.keras; `collect` joins them
+    and checks their SHA-256; the next call sends only the weights not here yet, and the joined file
+    (git-ignored, so never sent) stays here."""
+    live, here = tmp_path / "live", tmp_path / "results"
+    weights = {}
+    for model in ("rir18_wide", "cnn18_wide"):
+        run = make_run(live / "wide" / model / "seed0", 2, total=2, weights_bytes=9000, finished=True)
+        weights[model] = bytes(range(256)) * 20 + model.encode()  # 5,130 bytes: 3 parts of at most 2,000
+        (run / runner.WEIGHTS_FILE).write_bytes(weights[model])
+    limits = dict(volume_bytes=2000, total_bytes=7000, max_volumes=6)
+
+    first = runner.pack(live, ["wide"], tmp_path / "out1", tree=here, **limits)
+    assert not any(f.endswith("model.keras") for f in first["packed"])  # too large on a GPU: the weights stand in
+    came = [f for f in first["packed"] if runner.WEIGHTS_FILE in f]
+    assert sorted(came) == [f"wide/cnn18_wide/seed0/{runner.WEIGHTS_FILE}{suffix}"
+                            for suffix in (".part1", ".part2", ".part3", ".parts.json")]
+    assert len(first["volumes"]) >= 3 and all(runner.WEIGHTS_FILE in f or "model.keras" in f for f in first["left_out"])
+    runner.collect(tmp_path / "out1", here)
+    cnn = here / "wide" / "cnn18_wide" / "seed0"
+    assert (cnn / runner.WEIGHTS_FILE).read_bytes() == weights["cnn18_wide"]
+    assert not any(".part" in name and not name.endswith(".json") for name in map(str, cnn.iterdir()))
+
+    second = runner.pack(live, ["wide"], tmp_path / "out2", tree=here, **limits)  # the next call on the warm machine
+    assert {f for f in second["packed"] if runner.WEIGHTS_FILE in f} == {
+        f"wide/rir18_wide/seed0/{runner.WEIGHTS_FILE}{suffix}" for suffix in (".part1", ".part2", ".part3", ".parts.json")}
+    runner.collect(tmp_path / "out2", here)
+    assert (here / "wide" / "rir18_wide" / "seed0" / runner.WEIGHTS_FILE).read_bytes() == weights["rir18_wide"]
+    assert (cnn / runner.WEIGHTS_FILE).read_bytes() == weights["cnn18_wide"]  # kept: never sent, never removed
+    third = runner.pack(live, ["wide"], tmp_path / "out3", tree=here, **limits)
+    assert not any(runner.WEIGHTS_FILE in f for f in third["packed"] + third["left_out"])
+
+
+def test_weights_that_do_not_join_to_their_sha256_are_refused_and_sent_again(tmp_path):
+    live, here, out = tmp_path / "live", tmp_path / "results", tmp_path / "out"
+    run = make_run(live / "wide" / "rir18_wide" / "seed0", 2, total=2, finished=True)
+    (run / runner.WEIGHTS_FILE).write_bytes(b"x" * 5000)
+    manifest = runner.pack(live, ["wide"], out, tree=here, volume_bytes=2000)
+    for name in manifest["volumes"]:  # a part damaged on the way
+        with tarfile.open(out / name) as archive:
+            members = [(member, archive.extractfile(member).read()) for member in archive.getmembers()]
+        with tarfile.open(out / name, "w:gz") as archive:
+            for member, data in members:
+                archive.addfile(member, io.BytesIO(b"y" * len(data) if member.name.endswith(".part2") else data))
+    with pytest.raises(SystemExit, match="collect: error: .*rir18_wide/seed0: the weights did not come back whole"):
+        runner.collect(out, here)
+    assert not any(runner.WEIGHTS_FILE in p.name for p in (here / "wide" / "rir18_wide" / "seed0").iterdir())
+    again = runner.pack(live, ["wide"], tmp_path / "again", tree=here, volume_bytes=2000)  # no receipt: sent again
+    assert f"wide/rir18_wide/seed0/{runner.WEIGHTS_FILE}.parts.json" in again["packed"]
+
+
+def test_volume_mib_is_checked_by_name():
+    with pytest.raises(SystemExit, match=r"--volume-mib must be > 0 and at most 15. Received: --volume-mib=0.0$"):
+        runner.main(["run", "--volume-mib", "0", "--stages", "bench"])

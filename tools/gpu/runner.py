@@ -45,6 +45,9 @@ import sys
 import tarfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import parts  # noqa: E402  (tools/gpu/parts.py: the same splitter cuts the data going out and the weights coming back)
+
 STAGES = ("table1", "wide10", "wide100", "tune", "bench")
 TRAINING_STAGES = {  # stage: (paper table, dataset name under RIR_KERAS_DATA)
     "table1": ("32", "cifar10"),
@@ -59,6 +62,13 @@ MAX_VOLUMES = 6  # and manifest.json, summary.md
 DEVICE_LIMIT = 64 * MIB
 SKIPPED = (".lock", "tensorboard", "__pycache__")
 BACKUP_POINTER = os.path.join("backup", "training_metadata.json")
+# A finished 18-layer-wide run's weights alone (model.save_weights: no optimizer state), written on the
+# device beside its model.keras, which does not come back (weights and SGD momentum: about 72 MiB). The
+# weights (36.2 MiB) come back in parts (parts.split, a volume each at most), one run's whole or none
+# per call; here, `collect` joins them and checks their SHA-256 (the plan stays as the receipt that
+# tells the next call not to send them again). Git-ignored: it would make the tree too large to send.
+WEIGHTS_FILE = "model.weights.h5"
+WEIGHTS_PLAN = WEIGHTS_FILE + parts.PLAN_SUFFIX
 
 
 def log(message):
@@ -166,10 +176,27 @@ def sync_in(tree, live):
 # ----------------------------------------------------------------------------- packing and collecting
 
 
-def pack_units(root, folders):
+def weights_unit(root, run, part_bytes, tree=None):
+    """``(unit, names)`` for a run folder holding WEIGHTS_FILE: the files that bring its weights back
+    (the plan and the parts of ``parts.split``, each at most ``part_bytes``), relative to ``root``, or
+    none where ``tree`` (the state sent with the call) holds them already (its plan has their SHA-256);
+    and the names of the run's files they stand for (model.keras among them: it stays here)."""
+    digest = parts.sha256(os.path.join(run, WEIGHTS_FILE))
+    received = read_json(os.path.join(tree, os.path.relpath(run, root), WEIGHTS_PLAN), {}) if tree else {}
+    unit = []
+    if received.get("sha256") != digest:
+        plan = parts.split(os.path.join(run, WEIGHTS_FILE), run, part_bytes)
+        unit = [os.path.relpath(os.path.join(run, name), root) for name in
+                [WEIGHTS_PLAN] + [part["file"] for part in plan["parts"]]]
+    names = {name for name in os.listdir(run) if name.startswith(WEIGHTS_FILE)} | {"model.keras"}
+    return unit, names
+
+
+def pack_units(root, folders, part_bytes=VOLUME_BYTES, tree=None):
     """``(units, runs)``: the files under ``root/folder`` for each folder, grouped into units that come
-    back whole or not at all (a run's backup: pointer and the weights it names; model.keras), and per
-    run folder the files it holds on this machine."""
+    back whole or not at all (a run's backup: pointer and the weights it names; model.keras; a run's
+    WEIGHTS_FILE in parts, in place of its model.keras: `weights_unit`), and per run folder the files
+    it holds on this machine."""
     units, runs = [], {}
     for rank, name in enumerate(folders):
         top = os.path.join(root, name)
@@ -191,8 +218,14 @@ def pack_units(root, folders):
                     units.append((1, rank, [os.path.join(relative_run, m) for m in members]))
                     held += members
                 subfolders[:] = []
+            handled = set()
+            if is_run and WEIGHTS_FILE in files:
+                unit, handled = weights_unit(root, folder, part_bytes, tree)
+                if unit:
+                    units.append((1, rank, unit))
+                held += sorted(name for name in handled if os.path.isfile(os.path.join(folder, name)))
             for file in sorted(files):
-                if file in SKIPPED or ".tmp" in file:
+                if file in SKIPPED or ".tmp" in file or file in handled or handled and file.startswith(WEIGHTS_FILE):
                     continue
                 relative = os.path.relpath(os.path.join(folder, file), root)
                 big = os.path.getsize(os.path.join(folder, file)) > MIB or file.endswith((".keras", ".h5"))
@@ -205,28 +238,29 @@ def pack_units(root, folders):
     return [unit[2] for unit in units], runs
 
 
-def pack(root, folders, out, volume_bytes=VOLUME_BYTES, total_bytes=TOTAL_BYTES, max_volumes=MAX_VOLUMES):
+def pack(root, folders, out, volume_bytes=VOLUME_BYTES, total_bytes=TOTAL_BYTES, max_volumes=MAX_VOLUMES,
+         tree=None):
     """Pack ``root/folder`` for each of ``folders`` into ``out``: state-N.tar.gz volumes and
-    manifest.json (see the module's docstring). Returns the manifest."""
-    units, runs = pack_units(root, folders)
-    volumes, packed, left_out, total = [[]], [], [], 0
-    sizes = {}
+    manifest.json (see the module's docstring); weights that ``tree`` holds already stay out. A unit
+    comes back whole or not at all, each of its files in the first volume with room (a run's weights
+    in parts span volumes). Returns the manifest."""
+    units, runs = pack_units(root, folders, volume_bytes, tree)
+    volumes, filled, packed, left_out = [], [], [], []
     for unit in units:
-        size = sum(os.path.getsize(os.path.join(root, f)) for f in unit)
-        current = sum(sizes[f] for f in volumes[-1])
-        if size > volume_bytes or total + size > total_bytes:
+        placed, room = [list(volume) for volume in volumes], list(filled)
+        for f in unit:
+            size = os.path.getsize(os.path.join(root, f))
+            index = next((i for i, used in enumerate(room) if used + size <= volume_bytes), len(room))
+            if index == len(room):
+                placed.append([])
+                room.append(0)
+            placed[index].append(f)
+            room[index] += size
+        if len(placed) > max_volumes or max(room, default=0) > volume_bytes or sum(room) > total_bytes:
             left_out += unit
             continue
-        if current + size > volume_bytes:
-            if len(volumes) == max_volumes:
-                left_out += unit
-                continue
-            volumes.append([])
-        for f in unit:
-            sizes[f] = os.path.getsize(os.path.join(root, f))
-        volumes[-1] += unit
+        volumes, filled = placed, room
         packed += unit
-        total += size
     os.makedirs(out, exist_ok=True)
     names = []
     for index, members in enumerate(v for v in volumes if v):
@@ -244,7 +278,8 @@ def pack(root, folders, out, volume_bytes=VOLUME_BYTES, total_bytes=TOTAL_BYTES,
 def collect(source, results):
     """Unpack what a run brought back (``source``: the folder with manifest.json and state-N.tar.gz)
     into ``results``: per run folder, files the device no longer holds are removed first (those it
-    held but could not bring back are kept as they are here), then the volumes are extracted."""
+    held but could not bring back are kept as they are here; WEIGHTS_FILE, never sent, always), then
+    the volumes are extracted, and weights that came in parts are joined, their SHA-256 checked."""
     manifest = read_json(os.path.join(source, "manifest.json"))
     if manifest is None:
         raise SystemExit(f"collect: error: no manifest.json in {source}")
@@ -261,7 +296,8 @@ def collect(source, results):
             subfolders[:] = [s for s in subfolders if s not in SKIPPED]
             for file in files:
                 relative = os.path.relpath(os.path.join(folder, file), local)
-                if (file in SKIPPED or relative in keep or os.path.join(run, relative) in left_out
+                if (file in SKIPPED or relative in keep or relative == WEIGHTS_FILE
+                        or os.path.join(run, relative) in left_out
                         or (keep_backup and relative.startswith("backup" + os.sep))):
                     continue
                 os.remove(os.path.join(folder, file))
@@ -284,11 +320,32 @@ def collect(source, results):
                 extracted += 1
     print(f"collect: {extracted} files from {len(manifest['volumes'])} volumes into {results}, {removed} removed "
           f"(gone on the device); folders: {', '.join(manifest['folders'])}")
-    if left_out:
-        names = manifest["left_out"]
+    for plan in (name for name in manifest["packed"] if os.path.basename(name) == WEIGHTS_PLAN):
+        join_weights(os.path.join(results, os.path.dirname(plan)))
+    waiting = sorted(os.path.dirname(name) for name in left_out if os.path.basename(name) == WEIGHTS_PLAN)
+    if waiting:
+        print(f"collect: the weights of {len(waiting)} finished runs wait on the device for the next call "
+              f"(a call brings {TOTAL_BYTES // MIB} MiB at most): {', '.join(waiting)}")
+    names = [name for name in manifest["left_out"] if os.path.dirname(name) not in waiting]
+    if names:
         print(f"collect: {len(names)} files stayed on the device (too large to bring back): "
               + ", ".join(names[:6]) + (" ..." if len(names) > 6 else ""))
     return manifest
+
+
+def join_weights(run):
+    """Join the parts of ``run``'s WEIGHTS_FILE (`parts.assemble`: all there, SHA-256 checked), or remove
+    them and their plan (the receipt) and stop with an error, so that the next call sends them again."""
+    try:
+        missing = parts.assemble(run, say=lambda line: print(f"collect: {run}: {line}"))
+    except ValueError as error:
+        missing = [str(error)]
+    if missing:
+        for name in os.listdir(run):
+            if name.startswith(WEIGHTS_FILE + ".part"):
+                os.remove(os.path.join(run, name))
+        raise SystemExit(f"collect: error: {run}: the weights did not come back whole ({'; '.join(missing)}); "
+                         "the next call sends them again")
 
 
 # ----------------------------------------------------------------------------- size of a device call
@@ -411,6 +468,7 @@ class Runner:
         pending = [model for model in models if not finished(runs[model])]
         if not pending:
             self.note(f"{stage}: {name} finished earlier")
+            self.weights_alone(stage, runs)
             return self.report(name, plan)
         if self.budget.left() < args.min_stage_seconds:
             self.note(f"{stage}: skipped, {self.budget.left():.0f} s left (less than --min-stage-seconds)")
@@ -431,7 +489,28 @@ class Runner:
             processes[model] = (subprocess.Popen(command, env=self.environment(share), stdout=output,
                                                  stderr=subprocess.STDOUT, start_new_session=True), output)
         self.watch(stage, processes, runs)
+        self.weights_alone(stage, runs)
         self.report(name, plan)
+
+    def weights_alone(self, stage, runs):
+        """Write WEIGHTS_FILE beside the model.keras of each finished run of a wide stage that has none
+        (Table 1's model.keras, about 4 MiB, comes back whole)."""
+        if TRAINING_STAGES[stage][0] == "32":
+            return
+        from rir_keras.applications.command_line import load_model_file
+
+        for model, run in runs.items():
+            target, source = os.path.join(run, WEIGHTS_FILE), os.path.join(run, "model.keras")
+            if not finished(run) or os.path.isfile(target):
+                continue
+            if not os.path.isfile(source):
+                self.note(f"{stage} {model}: no model.keras on this machine: its weights cannot come back")
+                continue
+            partial = os.path.join(run, "model.tmp.weights.h5")
+            load_model_file(source).save_weights(partial)  # uncompiled: the weights alone
+            os.replace(partial, target)
+            self.note(f"{stage} {model}: weights alone in {WEIGHTS_FILE} ({os.path.getsize(target) / MIB:.1f} MiB, "
+                      f"SHA-256 {parts.sha256(target)[:16]}...), to come back in parts")
 
     def watch(self, stage, processes, runs):
         """Wait for the processes; stop each right after a backup when its next epoch would end past the
@@ -646,6 +725,13 @@ def resolve_precision(requested, flag):
 
 
 def run(args):
+    stages = [s for s in args.stages.split(",") if s and s not in args.skip.split(",")]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise SystemExit(f"runner: error: unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
+    if not 0 < args.volume_mib <= VOLUME_BYTES / MIB:
+        raise SystemExit(f"runner: error: --volume-mib must be > 0 and at most {VOLUME_BYTES // MIB}. "
+                         f"Received: --volume-mib={args.volume_mib}")
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
                  "JAX_COMPILATION_CACHE_DIR": os.path.abspath(os.path.join(args.live, "jax-cache")),
                  "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
@@ -653,10 +739,6 @@ def run(args):
     # This process only orchestrates and writes reports: it must not take the GPU from the trainers.
     os.environ["JAX_PLATFORMS"] = "cpu"
     os.environ.setdefault("KERAS_BACKEND", "jax")
-    stages = [s for s in args.stages.split(",") if s and s not in args.skip.split(",")]
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown:
-        raise SystemExit(f"runner: error: unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
     runner = Runner(args, child_env)
     runner.note(f"runner: {device_name()}; stages {', '.join(stages)}; budget {args.budget:.0f} s from the "
                 f"command's start, {runner.budget.left():.0f} s left")
@@ -672,10 +754,14 @@ def run(args):
             else:
                 runner.bench_stage()
     finally:
-        manifest = pack(runner.live, runner.touched, args.out)
+        manifest = pack(runner.live, runner.touched, args.out, volume_bytes=int(args.volume_mib * MIB),
+                        tree=args.results)
+        weights = [os.path.dirname(f) for f in manifest["packed"] if os.path.basename(f) == WEIGHTS_PLAN]
+        waiting = [os.path.dirname(f) for f in manifest["left_out"] if os.path.basename(f) == WEIGHTS_PLAN]
         runner.note(f"packed {len(manifest['packed'])} files into {', '.join(manifest['volumes']) or 'nothing'} "
-                    f"under {args.out}" + (f"; left on the device (too large): {len(manifest['left_out'])} files"
-                                           if manifest["left_out"] else ""))
+                    f"under {args.out}" + (f"; the weights of {', '.join(weights)}" if weights else "")
+                    + (f"; left on the device: {len(manifest['left_out'])} files" if manifest["left_out"] else "")
+                    + (f" (the weights of {len(waiting)} runs: the next call brings them)" if waiting else ""))
         with open(os.path.join(args.out, "summary.md"), "w", encoding="utf-8") as handle:
             handle.write("\n".join(runner.notes) + "\n")
     return 0
@@ -692,6 +778,9 @@ def main(argv=None):
                     help="seconds from --started until everything has stopped (the device tool allows 600)")
     go.add_argument("--started", type=float, default=time.time(), help="the command's start (epoch seconds)")
     go.add_argument("--margin", type=float, default=15, help="seconds kept for packing the state")
+    go.add_argument("--volume-mib", type=float, default=VOLUME_BYTES / MIB,
+                    help="the largest state-N.tar.gz, in MiB (at most 6 a call): the device tool brings back files of "
+                         "at most 16 MiB; smaller in dry runs, to cut a tiny model's weights into several volumes")
     go.add_argument("--out", default=os.environ.get("OUT") or os.path.join(".gpu", "out"),
                     help="where the state goes back ($OUT)")
     go.add_argument("--results", default="results", help="the state sent with the call (the working tree's)")
