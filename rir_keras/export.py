@@ -185,7 +185,10 @@ def export_saved_model(model, path, *, top_k=None, class_names=None, overwrite=F
     for name, dtype in ((SERVING_SIGNATURE, tf.uint8), (FLOAT_SIGNATURE, tf.float32)):
         archive.add_endpoint(name, tf.function(graph, autograph=False), input_signature=graph.input_signature(dtype))
     with atomic_output(path, overwrite) as temporary:
-        archive.write_out(temporary, verbose=False)
+        try:
+            archive.write_out(temporary, verbose=False)
+        except tf.errors.OpError as error:  # TensorFlow's own I/O errors (a full disk, a read-only place)
+            raise OSError(f"cannot write the SavedModel {os.fspath(path)!r}: {error.message.splitlines()[0]}") from None
     return path
 
 

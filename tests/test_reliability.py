@@ -456,3 +456,18 @@ def test_a_damaged_tuner_state_names_the_file_and_restart_and_touches_nothing(tm
         one_error_line(capsys, f"rir-keras tune: error: the search state {oracle} is damaged (",
                        "start it over with --restart", f"Received: {oracle}")
         assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("place, reason", [("full", "No space left on device"), ("read-only", "Read-only file system")])
+def test_a_saved_model_export_to_a_full_disk_or_a_read_only_place_is_one_line(small_disk, tmp_path, capsys, place,
+                                                                              reason):
+    # TensorFlow's own errors (ResourceExhaustedError, PermissionDeniedError) ended in a 36-51 line
+    # traceback and exit 1, where the ONNX and .keras exports gave one line.
+    model = tmp_path / "model.keras"
+    RiRNet(**TINY).save(model)
+    disk = small_disk("64k")
+    if place == "read-only":
+        subprocess.run(["mount", "-o", "remount,ro", str(disk.path)], check=True)
+    assert main(["export", str(model), "--output", str(disk.path / "rir32")]) == 2
+    one_error_line(capsys, f"rir-keras export: error: cannot write the SavedModel '{disk.path / 'rir32'}': ", reason)
+    assert os.listdir(disk.path) == []
