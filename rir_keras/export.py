@@ -134,13 +134,32 @@ class ServingGraph:
         with tf.control_dependencies([tf.debugging.Assert(ok, [message, shape], summarize=8)]):
             return tf.identity(images)
 
-    def __call__(self, images, check_shape=True):
+    def check_values(self, images):
+        """Fail, naming the first such image, when a float image holds a NaN, an infinity or a value
+        outside [0, 255]: the model would answer with NaN or confident nonsense."""
         import tensorflow as tf
 
-        if check_shape:
+        bad = tf.logical_not(tf.reduce_all((images >= 0) & (images <= 255), axis=[1, 2, 3]))  # NaN: bad too
+        first = tf.concat([tf.where(bad)[:, 0], tf.constant([-1], tf.int64)], axis=0)[0]
+        message = f"{INPUT_NAME} must hold finite pixel values in [0, 255]; received another value in image (index):"
+        with tf.control_dependencies([tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message, first])]):
+            return tf.identity(images)
+
+    def __call__(self, images, checks=True):
+        """The outputs for ``images``; ``checks`` (the SavedModel's signatures) adds the shape and value
+        checks and answers an empty batch with empty outputs. ONNX Runtime checks dtype and shape itself."""
+        import tensorflow as tf
+
+        if checks:
             images = self.check_shape(images)
+            if images.dtype != tf.uint8:
+                images = self.check_values(images)
         x = tf.cast(images, tf.float32)  # the model's preprocessing layer normalizes them
-        probabilities = tf.cast(self.model(x, training=False), tf.float32)
+        if checks:  # batch normalization fails on an empty batch
+            probabilities = tf.cond(tf.shape(x)[0] > 0, lambda: tf.cast(self.model(x, training=False), tf.float32),
+                                    lambda: tf.zeros((0, self.classes), tf.float32))
+        else:
+            probabilities = tf.cast(self.model(x, training=False), tf.float32)
         outputs = {"probabilities": probabilities}
         if self.top_k:
             scores, ids = tf.math.top_k(probabilities, k=self.top_k)
@@ -219,7 +238,7 @@ def export_onnx(model, path, *, top_k=None, class_names=None, overwrite=False, o
     graph = ServingGraph(model, top_k, class_names)
     signature = graph.input_signature(tf.uint8)
     # onnxruntime checks the input's dtype and shape itself, so the graph needs no Assert (ONNX has none).
-    function = tf.function(lambda images: graph(images, check_shape=False), input_signature=signature)
+    function = tf.function(lambda images: graph(images, checks=False), input_signature=signature)
     concrete = function.get_concrete_function()
     # Frozen here, not by tf2onnx.convert.from_function: that one makes every tensor the function
     # captured (the preprocessing layer's statistics) an extra ONNX input. Frozen, the variables and

@@ -65,7 +65,7 @@ def keras_predictions(model, images, training=False):
 
 # Runs in a fresh interpreter where importing keras or rir_keras fails: the exports must load with
 # TensorFlow alone. (TensorFlow imports keras when it can, and tolerates it being absent.)
-TENSORFLOW_ONLY = r'''
+REFUSE_KERAS = r'''
 import importlib.abc, importlib.util, json, sys
 
 class RefuseImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -78,6 +78,8 @@ class RefuseImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass
 
 sys.meta_path.insert(0, RefuseImport())
+'''
+TENSORFLOW_ONLY = REFUSE_KERAS + r'''
 import numpy as np
 import tensorflow as tf
 
@@ -367,3 +369,44 @@ def test_cli_errors(tmp_path, capsys):
     code, text = run_cli(capsys, tmp_path / "plain.keras", "--preprocessing", "cifar10", "--output", tmp_path / "o")
     assert code == 2 and "a .keras model file carries how it was built" in text and "drop --preprocessing" in text
     assert not (tmp_path / "o").exists() and not (tmp_path / "out").exists()
+
+
+# The served model's answer to inputs it cannot classify, asked in a process without keras or rir_keras.
+SERVING_INPUTS = REFUSE_KERAS + r'''
+import numpy as np
+import tensorflow as tf
+
+loaded = tf.saved_model.load(sys.argv[1])
+images = np.full((3, 32, 32, 3), 128, np.float32)
+report = {}
+for name, value in {"nan": np.nan, "inf": np.inf, "huge": 1e6, "negative": -1.0, "edges": 255.0}.items():
+    bad = images.copy()
+    bad[1, 5, 7, 2] = value
+    bad[2, 0, 0, 0] = 0.0
+    try:
+        report[name] = {k: v.shape.as_list() for k, v in loaded.signatures["serving_float32"](images=tf.constant(bad)).items()}
+    except tf.errors.InvalidArgumentError as error:
+        report[name] = " ".join(error.message.split())
+for signature, dtype in (("serving_default", np.uint8), ("serving_float32", np.float32)):
+    outputs = loaded.signatures[signature](images=tf.constant(np.zeros((0, 32, 32, 3), dtype)))
+    report["empty " + signature] = {k: v.shape.as_list() for k, v in outputs.items()}
+assert "keras" not in sys.modules and "rir_keras" not in sys.modules, sorted(sys.modules)
+print(json.dumps(report))
+'''
+
+
+def test_a_served_model_refuses_values_it_cannot_classify_and_answers_an_empty_batch(tiny, tmp_path):
+    # The float32 signature answered NaN probabilities (with plausible top-k names) for one NaN or inf
+    # pixel and confident ones for 1e6; an empty batch failed in both signatures (batch normalization).
+    path = export.export_saved_model(tiny, tmp_path / "model", top_k=3)
+    done = subprocess.run([sys.executable, "-c", SERVING_INPUTS, str(path)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for name in ("nan", "inf", "huge", "negative"):
+        assert "images must hold finite pixel values in [0, 255]; received another value in image (index):] [1]" \
+            in report[name], (name, report[name])
+    assert report["edges"]["probabilities"] == [3, 10]
+    for signature in ("serving_default", "serving_float32"):
+        assert report["empty " + signature] == {"probabilities": [0, 10], "top_k_ids": [0, 3], "top_k_scores": [0, 3],
+                                                "top_k_names": [0, 3]}, report
