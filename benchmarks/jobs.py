@@ -76,7 +76,7 @@ def matmul(size=4096, dtype="float32"):
     return step, {"flop": 2 * size ** 3, "dtype": dtype, "size": size}
 
 
-KERNELS = ("default", "keras-batch-norm", "slices")
+KERNELS = ("default", "keras-batch-norm", "float32-batch-norm", "slices")
 
 
 def _slice_and_pad(x, channels):
@@ -92,6 +92,7 @@ def _slice_subsample(x, strides):
 def _trace_with(kernels, model, step):
     """Trace ``step`` (the model's first training step) with one of the package's speed-ups undone:
     ``"keras-batch-norm"``, Keras' own BatchNormalization computation instead of the fused kernel;
+    ``"float32-batch-norm"``, the fused kernel on inputs cast to float32 also under mixed precision;
     ``"slices"``, the shortcuts' channel mask and subsampling as slices ``x[..., :c]`` (padded back with
     zeros) and ``x[:, ::2, ::2]``.
     The traced function keeps the kernels it was traced with."""
@@ -101,11 +102,16 @@ def _trace_with(kernels, model, step):
 
     if kernels not in KERNELS:
         raise ValueError(f"kernels must be one of {KERNELS}. Received: kernels={kernels!r}")
-    if kernels == "keras-batch-norm":
-        for layer in model.layers:
-            for norm in (layer, getattr(layer, "batch_norm", None)):
-                if isinstance(norm, layers.BatchNormalization):
-                    norm.call = types.MethodType(keras.layers.BatchNormalization.call, norm)
+    for layer in model.layers if kernels.endswith("batch-norm") else ():
+        for norm in (layer, getattr(layer, "batch_norm", None)):
+            if not isinstance(norm, layers.BatchNormalization):
+                continue
+            if kernels == "keras-batch-norm":
+                norm.call = types.MethodType(keras.layers.BatchNormalization.call, norm)
+            else:  # the fused kernel on inputs cast to float32, its outputs cast back (as before issue 33)
+                fused = norm.call
+                norm.call = lambda inputs, training=None, mask=None, fused=fused: fused(
+                    keras.ops.cast(inputs, "float32"), training=training, mask=mask)
     saved = layers.zero_channels_after, layers.subsample
     if kernels == "slices":
         layers.zero_channels_after, layers.subsample = _slice_and_pad, _slice_subsample
@@ -272,12 +278,13 @@ def _op_times(trace_dir):
     return totals
 
 
-def op_profile(model="rir32", batch_size=BATCH, steps=3):
+def op_profile(model="rir32", batch_size=BATCH, steps=3, policy="float32"):
     """Where a training step's time goes: TensorFlow profiler trace of ``steps`` ``train_on_batch``
-    calls (XLA off, the default path), as seconds per op type. Its step does nothing."""
+    calls (XLA off, the default path, in Keras dtype ``policy``), as seconds per op type. Its step
+    does nothing."""
     import tensorflow as tf
 
-    step, _ = keras_train(model, batch_size, jit_compile=False)
+    step, _ = keras_train(model, batch_size, jit_compile=False, policy=policy)
     with tempfile.TemporaryDirectory(prefix="bench-trace-") as trace_dir:
         tf.profiler.experimental.start(trace_dir)
         for _ in range(steps):

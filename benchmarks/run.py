@@ -27,7 +27,6 @@ import platform
 import re
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ import time
 import quiet
 from timing import Job, Worker, interleave, median, ratio_text, ratios
 
+from rir_keras import precision, runs
 from rir_keras.reporting import markdown_table as table
 
 SECTIONS = ("layers", "models", "export", "profile", "accuracy")
@@ -49,7 +49,8 @@ TITLES = {
 LAYER_SIZES = ((32, 16), (16, 32), (8, 64))  # (height = width, channels): the ResNet-32 stages
 PLACEMENTS = ("init", "constant", "shortcut")
 MODELS = ("rir32", "resnet32", "cnn32")
-BF16_FLAGS = {"avx512_bf16", "amx_bf16"}  # CPUs that compute bfloat16 natively
+BF16_MODELS = ("rir32", "resnet32")  # also timed in mixed_bfloat16 where the CPU computes bfloat16
+DEFAULT_CAMPAIGN = os.path.join("results", "table32-cifar10-fast")  # the official CIFAR-10, recipe fast
 TRAINING_PASSES = 3  # a training step's work in forward passes
 BATCH = 128
 
@@ -57,24 +58,9 @@ BATCH = 128
 # --------------------------------------------------------------------------- the machine
 
 
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or platform.machine()
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    return fields.get("Model name", "?").strip()
-
-
-def cpu_flags():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+def native_bf16():
+    """The flags by which this CPU computes bfloat16 natively (none: bfloat16 would run emulated)."""
+    return [flag for flag in precision.NATIVE_BFLOAT16_FLAGS if flag in runs.cpu()["flags"]]
 
 
 def version(package):
@@ -85,13 +71,13 @@ def version(package):
 
 
 def machine():
-    """One line naming the machine and the software."""
-    flags = cpu_flags()
-    bf16 = sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile", "avx512f"})
+    """One line naming the machine (`rir_keras.runs.cpu`: model, cores, the flags that decide the number
+    formats) and the software."""
+    cpu = runs.cpu()
     software = ", ".join(f"{p} {version(p)}" for p in ("tensorflow", "keras", "jax", "torch") if version(p))
-    return (f"{platform.machine()} CPU `{cpu_model()}`, {os.cpu_count()} cores, "
-            f"bf16-relevant flags: {', '.join(bf16) or 'none (no avx512f/avx512_bf16/amx)'}; "
-            f"Python {platform.python_version()}, {software}")
+    return (f"{platform.machine()} CPU `{cpu['model']}`, {cpu['cores']} cores, flags of "
+            f"{'/'.join(runs.CPU_FLAGS)}: {', '.join(cpu['flags']) or 'none'} (bfloat16 "
+            f"{'native' if native_bf16() else 'emulated'}); Python {platform.python_version()}, {software}")
 
 
 # --------------------------------------------------------------------------- sections
@@ -178,25 +164,32 @@ def models_section(session, args):
             say(f"models: building {model} on {framework}")
             jobs.append(Job(f"{framework}:{model}", worker, f"train-{model}", args.model_steps, "keras_train",
                             model=model, batch_size=BATCH, jit_compile="auto"))
+    bf16_jobs = []  # TensorFlow, mixed_bfloat16, where the CPU computes it
+    for model in BF16_MODELS if native_bf16() else ():
+        say(f"models: building {model} on tensorflow, mixed_bfloat16")
+        bf16_jobs.append(Job(f"tensorflow:{model}:mixed_bfloat16", session.worker("tensorflow"),
+                             f"train-{model}-bf16", args.model_steps, "keras_train", model=model, batch_size=BATCH,
+                             jit_compile="auto", policy="mixed_bfloat16"))
+    jobs += bf16_jobs
     torch_jobs = []
     if args.torch and importlib.util.find_spec("torch"):
-        for variant, options in torch_variants(native_bf16=bool(cpu_flags() & BF16_FLAGS)):
+        for variant, options in torch_variants(native_bf16=bool(native_bf16())):
             say(f"models: building the PyTorch ResNet-32, {variant}")
             torch_jobs.append(Job(f"torch:{variant}", session.worker("torch"), f"train-resnet32-{variant}",
                                   args.model_steps, "torch_train", batch_size=BATCH, **options))
         jobs += torch_jobs
     limits = [Job(f"matmul:{dtype}", session.worker("tensorflow"), f"matmul-{dtype}", 1, "matmul", dtype=dtype)
-              for dtype in ("float32", "bfloat16") if dtype == "float32" or cpu_flags() & BF16_FLAGS]
+              for dtype in ("float32", "bfloat16") if dtype == "float32" or native_bf16()]
     interleave(jobs + limits, session.repeats, progress=lambda m: say(f"models: {m}"))
     by_label = {job.label: job for job in jobs}
     baseline = by_label["tensorflow:resnet32"]
     limit = {job.info["dtype"]: job.info["flop"] / median(job.seconds) for job in limits}
     rows = []
     for job in jobs:
-        framework, model = job.label.split(":")
+        framework, model, *policy = job.label.split(":")
         backend = "PyTorch" if framework == "torch" else f"Keras, {framework} backend"
         xla = "n/a" if framework == "torch" else ("on" if job.info["jit_compile"] else "off")
-        model = f"ResNet-32 (torch_resnet32.py), {model}" if framework == "torch" else model
+        model = f"ResNet-32 (torch_resnet32.py), {model}" if framework == "torch" else " ".join([model, *policy])
         macs = job.info.get("forward_macs") or baseline.info["forward_macs"]  # the peer: ResNet-32's
         achieved = TRAINING_PASSES * 2 * macs * BATCH / median(job.seconds)
         rows.append([backend, model, xla,
@@ -213,7 +206,8 @@ def models_section(session, args):
         "`benchmarks/torch_resnet32.py` (He et al.'s CIFAR layout, option-A shortcuts) in PyTorch's default NCHW "
         "layout, in channels_last (often faster on CPU), and channels_last with `torch.compile` (forward and "
         "backward; inductor's CPU code); with bfloat16 autocast too where the CPU computes bfloat16 "
-        f"natively ({'it does' if cpu_flags() & BF16_FLAGS else 'this one does not: no bfloat16 rows'}). SGD "
+        f"natively ({'it does: ' + ', '.join(native_bf16()) if native_bf16() else 'this one does not: no bfloat16 rows'}"
+        "; our models then also in Keras' `mixed_bfloat16` policy: bfloat16 computation, float32 variables). SGD "
         "momentum 0.9, cross-entropy, default threads. Each framework runs in its own process; each "
         f"repeat times {args.model_steps} steps of every row in turns. Parameters include batch-norm "
         "statistics.",
@@ -239,10 +233,15 @@ def models_section(session, args):
     if "jax" in frameworks:
         jax_job = by_label["jax:resnet32"]
         summary.append(f"- ResNet32 throughput, JAX / TensorFlow = {ratio_text(ratios(baseline, jax_job))}.")
+    for job in bf16_jobs:
+        model = job.label.split(":")[1]
+        summary.append(f"- tensorflow {model.replace('32', '-32')}: mixed_bfloat16 throughput / float32 = "
+                       f"{ratio_text(ratios(by_label[f'tensorflow:{model}'], job))}.")
     if torch_jobs:
         best = min(torch_jobs, key=lambda job: median(job.seconds))
-        ours = "; ".join(f"{framework} {model.replace('32', '-32')} {ratio_text(ratios(best, by_label[f'{framework}:{model}']))}"
-                         for framework in frameworks for model in ("resnet32", "rir32"))
+        ours = "; ".join(f"{label.replace(':', ' ').replace('32', '-32')} {ratio_text(ratios(best, by_label[label]))}"
+                         for label in [f"{f}:{m}" for f in frameworks for m in ("resnet32", "rir32")]
+                         + [job.label for job in bf16_jobs])
         summary.append(f"- **The peer's best** is {best.label.split(':')[1]} ({BATCH / median(best.seconds):.0f} "
                        f"images/s). Our training throughput over it: {ours}.")
         info = torch_jobs[0].info
@@ -252,10 +251,10 @@ def models_section(session, args):
     else:
         summary.append("- PyTorch is not installed (`pip install -e '.[bench]'`): no peer measured.")
     return "\n".join(lines + ["", "Ratios (median [min-max] over repeats):", ""] + summary
-                     + ["", "**Goals** (TensorFlow, the default path):", ""] + goals(by_label, torch_jobs, limit))
+                     + ["", "**Goals** (TensorFlow, the default path):", ""] + goals(by_label, torch_jobs, limit, bf16_jobs))
 
 
-def goals(by_label, torch_jobs, limit):
+def goals(by_label, torch_jobs, limit, bf16_jobs=()):
     """The speed goals, each met or missed, from the models section's jobs."""
     rir, resnet = by_label["tensorflow:rir32"], by_label["tensorflow:resnet32"]
     share = TRAINING_PASSES * 2 * rir.info["forward_macs"] * BATCH / median(rir.seconds) / limit["float32"]
@@ -269,6 +268,15 @@ def goals(by_label, torch_jobs, limit):
         over = median(ratios(best, rir))
         lines.append(f"- RiR-32 at least the peer's best throughput ({best.label.split(':')[1]}): "
                      f"{ratio_text(ratios(best, rir))} of it, {'met' if over >= 1.0 else 'missed'} (by the median).")
+    rir_bf16 = by_label.get("tensorflow:rir32:mixed_bfloat16")
+    if rir_bf16 is not None:
+        speedup = median(ratios(rir, rir_bf16))
+        lines.append(f"- RiR-32 in mixed_bfloat16 at 1.6x or more of its float32 throughput: "
+                     f"{ratio_text(ratios(rir, rir_bf16))}, {'met' if speedup >= 1.6 else 'missed'} (by the median).")
+        if torch_jobs:
+            over = median(ratios(best, rir_bf16))
+            lines.append(f"- RiR-32 in mixed_bfloat16 at least the peer's best: {ratio_text(ratios(best, rir_bf16))} "
+                         f"of it, {'met' if over >= 1.0 else 'missed'} (by the median).")
     return lines
 
 
@@ -327,13 +335,15 @@ PROFILE_VARIANTS = (
 BF16_VARIANTS = (
     ("mixed_bfloat16, XLA off", {}, {"policy": "mixed_bfloat16"}),
     ("mixed_bfloat16, XLA on", {}, {"policy": "mixed_bfloat16", "jit_compile": True}),
+    ("mixed_bfloat16, batch norm on inputs cast to float32 (as before issue 33)", {},
+     {"policy": "mixed_bfloat16", "kernels": "float32-batch-norm"}),
 )
 
 
 def profile_section(session, args):
-    native_bf16 = bool(cpu_flags() & BF16_FLAGS)
+    native = bool(native_bf16())
     jobs = []
-    for index, (label, env, options) in enumerate(PROFILE_VARIANTS + (BF16_VARIANTS if native_bf16 else ())):
+    for index, (label, env, options) in enumerate(PROFILE_VARIANTS + (BF16_VARIANTS if native else ())):
         say(f"profile: rir32, {label}")
         options = {"jit_compile": False, **options}
         jobs.append(Job(label, session.worker("tensorflow", **env), f"profile-{index}", args.profile_steps,
@@ -348,10 +358,12 @@ def profile_section(session, args):
     batch_ms = median(data.seconds) * 1e3
     share = [d / s for d, s in zip(data.seconds, default.seconds)]
     traces = {}
-    for model in ("rir32", "resnet32"):
-        say(f"profile: op trace of {model}")
-        trace = tf.setup(f"trace-{model}", "op_profile", model=model, batch_size=BATCH, steps=args.trace_steps)
-        traces[model] = {op: seconds / trace["steps"] for op, seconds in trace["op_seconds"].items()}
+    for model, policy in TRACES[:3 if native else 2]:
+        say(f"profile: op trace of {model}, {policy}")
+        trace = tf.setup(f"trace-{model}-{policy}", "op_profile", model=model, batch_size=BATCH,
+                         steps=args.trace_steps, policy=policy)
+        traces[f"{NAMES[model]} {policy}"] = {
+            op: seconds / trace["steps"] for op, seconds in trace["op_seconds"].items()}
     op_rows = op_table_rows(traces, top=12)
     fastest = max(jobs[1:], key=lambda job: median(ratios(default, job)))
     verdict = (f"Faster than the default: **{fastest.label}** ({ratio_text(ratios(default, fastest))} × the default). "
@@ -368,7 +380,7 @@ def profile_section(session, args):
         table(["variant", "ms / step (median)", "images / s", "speed-up vs default"], rows),
         "",
         verdict
-        + ("" if native_bf16 else "This CPU has no bfloat16 arithmetic (see the machine line): mixed_bfloat16 "
+        + ("" if native else "This CPU has no bfloat16 arithmetic (see the machine line): mixed_bfloat16 "
            "would run emulated, so it is not measured."),
         "",
         "**Data pipeline.** One training batch from `rir_keras.data.ArrayBatches` as `rir_keras.training` "
@@ -378,12 +390,16 @@ def profile_section(session, args):
         "batches on a background thread (PyDataset's default), so this mostly overlaps the step.",
         "",
         f"**Time per op type**, TensorFlow profiler (`tf.profiler.experimental`), {args.trace_steps} "
-        "`train_on_batch` steps of the default path (XLA off, float32) after one warm-up, each op's time "
+        "`train_on_batch` steps of the default path (XLA off) after one warm-up, each op's time "
         "summed over the executor's threads (ops can run two at a time, so the sum can exceed wall time); "
-        "ordered by RiR32's time:",
+        f"ordered by {next(iter(traces))}'s time:",
         "",
-        table(["op type", "RiR32 ms / step", "RiR32 share", "ResNet32 ms / step", "ResNet32 share"], op_rows),
+        table(["op type"] + [f"{name} {column}" for name in traces for column in ("ms / step", "share")], op_rows),
     ])
+
+
+NAMES = {"rir32": "RiR32", "resnet32": "ResNet32"}
+TRACES = (("rir32", "float32"), ("resnet32", "float32"), ("rir32", "mixed_bfloat16"))  # the last where native
 
 
 def op_table_rows(traces, top):
@@ -408,7 +424,7 @@ def accuracy_section(session, args):
     from rir_keras.applications import campaign
 
     marks_at = (0.85, campaign.TARGET_ACCURACY)
-    folder = os.path.dirname(args.campaign_pid)
+    folder = args.campaign_folder
     plan = campaign.read_plan(folder)
     rows = []
     for name, seed, run in campaign.runs_of(folder, plan):
@@ -430,8 +446,8 @@ def accuracy_section(session, args):
                      f"{sum(seconds) / 60:.0f}"])
     marks = " and ".join(f"{100 * mark:.0f}%" for mark in marks_at)
     return "\n".join([
-        f"The campaign in `{folder}` (`make campaign`: CIFAR-10 (JPEG copy), all 50,000 training images, "
-        f"test accuracy on all 10,000 test images after each epoch, recipe `{plan['recipe']}`). For each run of "
+        f"The campaign in `{folder}` (`make campaign`: dataset `{plan['dataset']}`, all its training images, "
+        f"test accuracy on all its test images after each epoch, recipe `{plan['recipe']}`). For each run of "
         f"RiR-32 and ResNet-32: the first epoch whose test accuracy reached {marks}, and the minutes its epochs "
         "took until then as logged (`log.csv`, column `seconds`); a finished run that never reached a mark says "
         "so. The campaign runs at the lowest priority beside other work, so logged minutes are an upper bound "
@@ -472,9 +488,12 @@ unless `TF_ENABLE_ONEDNN_OPTS` is set; import it before Keras); batch normalizat
 TensorFlow's fused kernel (`rir_keras.layers.BatchNormalization`); block shortcuts that zero the
 transient channels with a 0/1 mask and subsample with a window-1 pooling, where slices had
 gradients several times slower. Tried and left as they were: XLA on the CPU (slower), one inter-op
-thread (no change), mixed_bfloat16 (not measured on CPUs without native bfloat16, where it runs
-emulated). The batch size stays the recipe's 128: a larger one would change the training, not
-only its speed. Data loading costs well under 1% of a step and overlaps it (section 4).
+thread (no change). mixed_bfloat16: on CPUs that compute bfloat16 natively (AVX512_BF16, AMX; the
+machine line says) section 2 times our models in it beside float32 and section 4 profiles it;
+elsewhere it runs emulated and is not measured. `--precision auto` trains in float32 on every CPU
+until bfloat16 training is shown to reach float32's accuracy (issue 33). The batch size stays the
+recipe's 128: a larger one would change the training, not only its speed. Data loading costs well
+under 1% of a step and overlaps it (section 4).
 """
 
 
@@ -546,8 +565,9 @@ def parse_args(argv):
     parser.add_argument("--no-jax", dest="jax", action="store_false", help="skip the JAX backend")
     parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch peer")
     parser.add_argument("--campaign-pid", default=quiet.DEFAULT_PID_FILE,
-                        help="pid file of the training campaign, paused (SIGSTOP) during each timed section; "
-                             "section accuracy reads the logs in its folder")
+                        help="pid file of the training campaign, paused (SIGSTOP) during each timed section")
+    parser.add_argument("--campaign-folder", default=DEFAULT_CAMPAIGN,
+                        help="the `rir-keras reproduce` folder whose logs section accuracy reads")
     parser.add_argument("--max-busy", type=float, default=0.5,
                         help="a section starts only when at most this share of each core is busy")
     parser.add_argument("--wait", type=float, default=300, help="seconds to wait for a quiet machine")

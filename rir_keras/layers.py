@@ -180,7 +180,10 @@ class BatchNormalization(keras.layers.BatchNormalization):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
 
-        x = ops.cast(inputs, "float32")
+        # Under mixed precision the kernel takes bfloat16 or float16 as they come (its statistics are
+        # float32): no casts to float32 and back around it (docs/benchmarks.md, section 4).
+        half = keras.backend.standardize_dtype(inputs.dtype) in ("bfloat16", "float16")
+        x = inputs if half else ops.cast(inputs, "float32")
         channels = (x.shape[-1],)
         gamma = ops.cast(self.gamma, "float32") if self.scale else ops.ones(channels, "float32")
         beta = ops.cast(self.beta, "float32") if self.center else ops.zeros(channels, "float32")

@@ -107,7 +107,7 @@ def test_time_to_accuracy_section_reads_the_campaigns_logs(tmp_path, monkeypatch
         (folder / "run.json").write_text(json.dumps({"config": {"epochs": 3}}))
     (finished / "results.json").write_text(json.dumps({"test_accuracy": 0.88}))
 
-    text = run.accuracy_section(None, argparse.Namespace(campaign_pid=str(tmp_path / "campaign.pid")))
+    text = run.accuracy_section(None, argparse.Namespace(campaign_folder=str(tmp_path)))
     cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()
              if line.startswith("| ") and "---" not in line and "seed |" not in line]
     rows = {tuple(row[:2]): row for row in cells}

@@ -135,3 +135,31 @@ def test_a_bfloat16_run_predicts_in_float32(cli_env, tmp_path):
     predicted = rebuilt.predict(images, verbose=0)
     assert predicted.dtype == np.float32
     np.testing.assert_allclose(predicted, keras.ops.convert_to_numpy(trained(images)), atol=0.05)
+
+
+def test_batch_norm_under_mixed_bfloat16_takes_bfloat16_and_matches_keras():
+    """Under mixed_bfloat16 the fused kernel takes the bfloat16 inputs as they are (no casts to float32
+    and back): its outputs, input gradients and moving statistics match Keras' computation, which
+    normalizes in float32, to bfloat16's rounding."""
+    import tensorflow as tf
+
+    from rir_keras.layers import BatchNormalization
+
+    x = np.random.default_rng(0).normal(2.0, 3.0, (16, 6, 6, 5)).astype("float32")
+
+    def step(layer):
+        inputs = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            y = layer(inputs, training=True)
+            y32 = tf.cast(y, "float32")
+            loss = tf.reduce_sum(tf.square(y32) * tf.range(5, dtype="float32") + tf.sin(y32))
+        return y, tape.gradient(loss, inputs), layer.moving_mean.numpy(), layer.moving_variance.numpy()
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    ours = step(BatchNormalization(momentum=0.8, epsilon=1e-5))
+    reference = step(keras.layers.BatchNormalization(momentum=0.8, epsilon=1e-5))  # in float32 inside
+    assert ours[0].dtype == reference[0].dtype == tf.bfloat16
+    for got, expected in zip(ours, reference):
+        got, expected = np.asarray(tf.cast(got, "float32")), np.asarray(expected)
+        np.testing.assert_allclose(got, expected, rtol=2e-2, atol=2e-2 * np.abs(expected).max())
