@@ -1,5 +1,6 @@
-"""Shipped trained weights: ``weights="cifar10"`` (and ``"cifar10_paper"``) for CNN32, ResNet32,
-ResNetInit32 and RiR32 (`WEIGHTS_NAMES`): the zoo's best weights on CIFAR-10, and the paper's recipe.
+"""Shipped trained weights (`WEIGHTS_NAMES`): ``weights="cifar10"`` (and ``"cifar10_paper"``, the
+paper's recipe) for CNN32, ResNet32, ResNetInit32 and RiR32; ``"cifar10"`` and ``"cifar100"`` for
+the four 18-layer-wide networks (registry.shipping says which models each name is offered for).
 
 The store is the folder ``weights/`` inside this package (installed with it as package data). It
 holds the weights files and ``manifest.json``, one record per (registry model, weights name)::
@@ -44,18 +45,29 @@ MANIFEST = "manifest.json"
 # names weights after how they were trained. "cifar10", the default, is the zoo's best: the `long`
 # recipe's weights on the official CIFAR-10, or, until a model's `long` run has finished, its `fast`
 # run's (its record says which recipe and which data); "cifar10_paper" the paper's recipe (82
-# epochs, step decay), which trains on a lent GPU (tools/gpu/, stage table1). A weights name's
-# ``recipes`` come best first: shipping never replaces weights of a better recipe by a worse one.
+# epochs, step decay), which trains on a lent GPU (tools/gpu/, stage table1); "cifar100" the same as
+# "cifar10" on the official CIFAR-100 (the wide networks: the lent GPU's stage wide100 trains them with
+# `fast`, as wide10 does for their "cifar10"). A weights name's ``recipes`` come best first: shipping
+# never replaces weights of a better recipe by a worse one. ``archives``: the files of the official
+# data, lossless, that ``source`` may resolve to under $RIR_KERAS_DATA (`rir_keras.data.resolve_source`).
 _CIFAR10 = {
     "dataset": "CIFAR-10",  # the official data, lossless; older records say "CIFAR-10 (JPEG copy)"
-    "source": "cifar10",  # the --dataset argument: cifar10-webp.tar.gz under $RIR_KERAS_DATA
-    "archive": "cifar10-webp.tar.gz",
+    "source": "cifar10",  # the --dataset argument
+    "archives": ("cifar10-webp.tar.gz",),
     "split": "test",
     "classes": list(preprocessing_lib.CIFAR10_CLASSES),
+}
+_CIFAR100 = {
+    "dataset": "CIFAR-100",  # the official data, lossless (fine labels)
+    "source": "cifar100",
+    "archives": ("cifar100-webp.tar.gz", "cifar100-png.tar.gz"),  # the same pixels (tools/gpu/make_webp.py)
+    "split": "test",
+    "classes": list(preprocessing_lib.CIFAR100_CLASSES),
 }
 WEIGHTS_NAMES = {
     "cifar10": {**_CIFAR10, "recipes": ("long", "fast")},
     "cifar10_paper": {**_CIFAR10, "recipes": ("paper",)},
+    "cifar100": {**_CIFAR100, "recipes": ("long", "fast")},
 }
 # Constructor options that change the function the network computes: they must equal the record's.
 FUNCTION_OPTIONS = ("shortcut", "identity", "transient_ratio", "width_multiplier", "forget_gate", "preprocessing")
@@ -73,7 +85,8 @@ RECORD_FIELDS = {
     "sha256": (str, "SHA-256 of the file, checked at every load"),
     "spec": (dict, "the model the weights belong to (`registry.ModelSpec`): registry name, constructor "
                    "options, input shape, classes, preprocessing; `pretrained.build` builds it"),
-    "dataset": (str, "the data trained and measured on: CIFAR-10 (the official data), or CIFAR-10 (JPEG copy)"),
+    "dataset": (str, "the data trained and measured on: CIFAR-10 or CIFAR-100 (the official data), or "
+                     "CIFAR-10 (JPEG copy)"),
     "dataset_sha256": ((str, type(None)), "SHA-256 of the dataset archive measured on"),
     "train_split": (str, "the split trained on"),
     "train_images": (int, "images trained on"),
@@ -107,9 +120,11 @@ def _received(name, value):
     return f"Received: {name}={value!r}"
 
 
-def weights_for_recipe(recipe):
-    """The weights name that ships runs of ``recipe`` ("long" and "fast" -> "cifar10"), or None."""
-    return next((name for name, meaning in WEIGHTS_NAMES.items() if recipe in meaning["recipes"]), None)
+def weights_for_recipe(recipe, dataset="cifar10"):
+    """The weights name that ships runs of ``recipe`` on ``dataset`` (a `WEIGHTS_NAMES` source: "long"
+    and "fast" on "cifar10" -> "cifar10", on "cifar100" -> "cifar100"), or None."""
+    return next((name for name, meaning in WEIGHTS_NAMES.items()
+                 if recipe in meaning["recipes"] and meaning["source"] == dataset), None)
 
 
 def manifest_path(store=None):
@@ -409,12 +424,13 @@ def model_cards(store=None):
         "Written by `benchmarks/model_table.py --cards` from `applications/weights/manifest.json`; "
         "`tools/ship_weights.py RUN_FOLDER` ships a finished run of the training campaign "
         "(issue 14), seed 0's final epoch only: no weights are chosen by test accuracy.",
-        "`CNN32`, `ResNet32`, `ResNetInit32` and `RiR32` take "
-        + " or ".join(f"`weights=\"{name}\"` (recipe {' or '.join(f'`{r}`' for r in meaning['recipes'])})"
-                      for name, meaning in WEIGHTS_NAMES.items())
-        + ", or `rir_keras.applications.pretrained.build(\"rir32\", \"cifar10\")`, which builds the model with its "
-        "record's options. `\"cifar10\"`, the default, holds the best recipe's weights that have finished (the "
-        "`long` recipe's where its run has finished, else the `fast` recipe's), each card says which, and on which data. The weights ship inside "
+        "; ".join(f"{', '.join(f'`{_registry().record(n).constructor.__name__}`' for n in _registry().shipping(name))} "
+                  f"take `weights=\"{name}\"` ({meaning['dataset']}, recipe "
+                  f"{' or '.join(f'`{r}`' for r in meaning['recipes'])})" for name, meaning in WEIGHTS_NAMES.items())
+        + "; or `rir_keras.applications.pretrained.build(\"rir32\", \"cifar10\")`, which builds the model with its "
+        "record's options. `\"cifar10\"`, the default, and `\"cifar100\"` hold the best recipe's weights that have "
+        "finished (the `long` recipe's where its run has finished, else the `fast` recipe's), each card says which, "
+        "and on which data. The weights ship inside "
         "the package in `applications/weights/`. The file is "
         "checked against the SHA-256 of its record at every load (a corrupted or missing file "
         "raises ValueError). As in keras.applications, `include_top=True` needs the weights' "
@@ -428,9 +444,12 @@ def model_cards(store=None):
     if shipped:
         example = spec(shipped[-1])
         constructor = _registry().record(example.registry_name).constructor.__name__
+        defaults = _registry().record(example.registry_name).defaults
+        different = "".join(f", {option}={getattr(example, option)!r}" for option in ("classes", "preprocessing")
+                            if getattr(example, option) != defaults[option])  # CIFAR-100's
         paragraphs.append(
             f"```python\nfrom rir_keras.applications import {constructor}\n\n"
-            f"model = {constructor}(weights=\"{shipped[-1]['weights']}\")  # "
+            f"model = {constructor}(weights=\"{shipped[-1]['weights']}\"{different})  # "
             f"{'x'.join(map(str, example.input_shape[:2]))} RGB images, pixel values 0-255, in; "
             f"{example.classes} class probabilities out\n```")
     waiting = {weights: [name for name in _registry().shipping(weights) if record(name, weights, store) is None]
@@ -448,7 +467,8 @@ def model_cards(store=None):
     for entry in shipped:
         model = spec(entry)
         reported = _registry().record(model.registry_name).cite(WEIGHTS_NAMES[entry["weights"]]["source"])
-        versus = f"; the paper reports {reported} on the original CIFAR-10" if reported else ""
+        versus = f"; the paper reports {reported} on the original {WEIGHTS_NAMES[entry['weights']]['dataset']}" \
+            if reported else ""
         training = entry.get("training", {})
         lines += [
             f"### `{model.registry_name}`, `weights=\"{entry['weights']}\"`",

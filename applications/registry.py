@@ -107,7 +107,8 @@ class Record:
         return pretrained.record(self.name, weights)
 
 
-CAMPAIGN_WEIGHTS = tuple(pretrained.WEIGHTS_NAMES)  # Table 1's models: one weights name per recipe
+CAMPAIGN_WEIGHTS = ("cifar10", "cifar10_paper")  # Table 1's models: the zoo's best and the paper's recipe
+WIDE_WEIGHTS = ("cifar10", "cifar100")  # Tables 2 and 3's: the lent GPU's stages wide10 and wide100 (tools/gpu/)
 
 
 def _sweep(blocks, layers):
@@ -127,10 +128,10 @@ RECORDS = {record.name: record for record in (
     Record("resnet32", networks.ResNet32, group="32", weights=CAMPAIGN_WEIGHTS),
     Record("resnet_init32", networks.ResNetInit32, group="32", weights=CAMPAIGN_WEIGHTS),
     Record("rir32", networks.RiR32, group="32", weights=CAMPAIGN_WEIGHTS),
-    Record("cnn18_wide", networks.CNN18Wide, group="18-wide"),
-    Record("resnet18_wide", networks.ResNet18Wide, group="18-wide"),
-    Record("resnet_init18_wide", networks.ResNetInit18Wide, group="18-wide"),
-    Record("rir18_wide", networks.RiR18Wide, group="18-wide"),
+    Record("cnn18_wide", networks.CNN18Wide, group="18-wide", weights=WIDE_WEIGHTS),
+    Record("resnet18_wide", networks.ResNet18Wide, group="18-wide", weights=WIDE_WEIGHTS),
+    Record("resnet_init18_wide", networks.ResNetInit18Wide, group="18-wide", weights=WIDE_WEIGHTS),
+    Record("rir18_wide", networks.RiR18Wide, group="18-wide", weights=WIDE_WEIGHTS),
     *(_sweep(blocks, layers) for blocks, layers in SWEEP),
     Record("all_cnn_c", networks.AllCNNC, group="all-cnn"),
     Record("all_cnn_c_resnet_init", networks.AllCNNC, {"resnet_init": True}, group="all-cnn"),

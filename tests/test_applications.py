@@ -91,7 +91,10 @@ def test_every_registry_model_builds_with_and_without_top(name):
 def test_registry_records_and_lookup():
     assert record("rir32").constructor is RiR32 and record("rir32").group == "32"
     assert group_members("32") == ("cnn32", "resnet32", "resnet_init32", "rir32")  # Table 1's order
-    assert shipping("cifar10") == ("cnn32", "resnet32", "resnet_init32", "rir32")
+    assert shipping("cifar10") == ("cnn32", "resnet32", "resnet_init32", "rir32", "cnn18_wide", "resnet18_wide",
+                                   "resnet_init18_wide", "rir18_wide")
+    assert shipping("cifar10_paper") == ("cnn32", "resnet32", "resnet_init32", "rir32")
+    assert shipping("cifar100") == ("cnn18_wide", "resnet18_wide", "resnet_init18_wide", "rir18_wide")
     forget = record("rir32_forget")
     assert forget.call() == "RiR32(forget_gate=True)" and forget.source.startswith("Table 6")
     assert build("rir32_forget", **TINY).name == "rir32_forget"

@@ -30,6 +30,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 TINY = dict(width_multiplier=0.125)
 CAMPAIGN = ("cnn32", "resnet32", "resnet_init32", "rir32")  # the models of issue 14's campaign
+WIDE = ("cnn18_wide", "resnet18_wide", "resnet_init18_wide", "rir18_wide")  # Tables 2 and 3 (the lent GPU's)
 
 
 def raises(argument, value):
@@ -191,8 +192,11 @@ def test_corrupted_or_missing_file_refused(store, tmp_path, monkeypatch):
         RiR32(weights="cifar10", **TINY)
 
 
-@pytest.mark.parametrize("weights, recipe", [("cifar10", "long or fast"), ("cifar10_paper", "paper")])
-@pytest.mark.parametrize("name", CAMPAIGN)
+@pytest.mark.parametrize("name, weights, recipe", [
+    *((name, weights, recipe) for name in CAMPAIGN for weights, recipe in (("cifar10", "long or fast"),
+                                                                           ("cifar10_paper", "paper"))),
+    *((name, weights, "long or fast") for name in WIDE for weights in ("cifar10", "cifar100")),
+])
 def test_no_record_yet(empty_store, name, weights, recipe):
     message = (f"weights={weights!r} for {name} are not available yet: its training campaign (recipe {recipe}) "
                f"has not finished (see docs/results.md). Received: weights={weights!r}")
@@ -202,16 +206,19 @@ def test_no_record_yet(empty_store, name, weights, recipe):
 
 
 def test_models_without_shipped_weights_refuse_them(empty_store):
+    with pytest.raises(ValueError, match="not offered for rir32: only for the registry models cnn18_wide, resnet18_wide, "
+                                         "resnet_init18_wide, rir18_wide. Received: weights='cifar100'$"):
+        RiR32(weights="cifar100")
     with pytest.raises(ValueError, match="not offered for rir18_wide: only for the registry models cnn32, resnet32, "
-                                         "resnet_init32, rir32. Received: weights='cifar10'$"):
-        RiR18Wide(weights="cifar10")
+                                         "resnet_init32, rir32. Received: weights='cifar10_paper'$"):
+        RiR18Wide(weights="cifar10_paper")
     with pytest.raises(ValueError, match="not offered for this constructor.*Received: weights='cifar10'$"):
         RiRNet(blocks_per_stage=(1, 1, 1), widths=(4, 4, 4), weights="cifar10")
 
 
-@pytest.mark.parametrize("weights", ["imagenet", "CIFAR10", "cifar100"])
+@pytest.mark.parametrize("weights", ["imagenet", "CIFAR10", "cifar100_paper"])
 def test_unknown_string_refused(empty_store, weights):
-    with pytest.raises(ValueError, match=re.escape("None, 'cifar10', 'cifar10_paper' or the path") + ".*" + re.escape(f"Received: weights={weights!r}") + "$"):
+    with pytest.raises(ValueError, match=re.escape("None, 'cifar10', 'cifar10_paper', 'cifar100' or the path") + ".*" + re.escape(f"Received: weights={weights!r}") + "$"):
         CNN32(weights=weights, **TINY)
 
 
@@ -256,8 +263,11 @@ def test_model_cards_from_the_manifest(store, empty_store, monkeypatch):
     assert "None has shipped yet" in pretrained.model_cards(empty_store)
     cards = pretrained.model_cards(store)
     assert "### `rir32`, `weights=\"cifar10\"`" in cards and "None has shipped yet" not in cards
-    assert ('Still in training (see docs/results.md): `weights="cifar10"` for `cnn32`, `resnet32`, `resnet_init32`; '
-            '`weights="cifar10_paper"` for `cnn32`, `resnet32`, `resnet_init32`, `rir32`.') in " ".join(cards.split())
+    assert ('Still in training (see docs/results.md): `weights="cifar10"` for `cnn32`, `resnet32`, `resnet_init32`, '
+            '`cnn18_wide`, `resnet18_wide`, `resnet_init18_wide`, `rir18_wide`; `weights="cifar10_paper"` for `cnn32`, '
+            '`resnet32`, `resnet_init32`, `rir32`; `weights="cifar100"` for `cnn18_wide`, `resnet18_wide`, '
+            '`resnet_init18_wide`, `rir18_wide`.') in " ".join(cards.split())
+    assert ('`RiR18Wide` take `weights="cifar100"` (CIFAR-100, recipe `long` or `fast`)') in " ".join(cards.split())
     assert 'model = RiR32(weights="cifar10")' in cards and "RiR32(weights" not in pretrained.model_cards(empty_store)
     assert "rir-keras evaluate --model rir32 --weights cifar10 --dataset cifar10" in cards
     assert all(f"`{field}`" in cards for field in pretrained.RECORD_FIELDS)
@@ -371,7 +381,7 @@ def test_ship_weights_names_weights_after_the_recipe(tmp_path, ship_weights, min
     ("another seed", dict(seed=1), "only seed 0's final weights ship"),
     ("a hand-set recipe", dict(recipe=None), "only named recipes ship"),
     ("a different accuracy", dict(off_by=1), "nothing shipped"),
-    ("a model without weights='cifar10'", dict(registry_name="rir18_wide"), "offered for cnn32"),
+    ("a model without weights='cifar10'", dict(registry_name="rir18_wide_forget"), "offered for cnn32"),
     ("other data", dict(dataset="data/cifar10-png-mini.tar.gz"), "not the full CIFAR-10"),
     ("a test subset", dict(test_images=100), "on the full test split"),
     ("a run still going", dict(backup=True), "has not finished"),
@@ -387,6 +397,49 @@ def test_ship_weights_refuses(tmp_path, ship_weights, mini_test, source, problem
         ship_weights.ship(run, mini_test, store=store)
     assert pretrained.read_manifest(store) == {}  # nothing written
     assert not os.path.isdir(store) or os.listdir(store) == []
+
+
+def test_ship_weights_takes_a_wide_run_on_cifar100_from_its_weights_alone(tmp_path, ship_weights, data_dir,
+                                                                       monkeypatch, capsys):
+    """A finished 18-layer-wide GPU run whose weights came back alone (model.weights.h5, no model.keras)
+    ships as weights="cifar100", measured on the CIFAR-100 test split with the class names of the data;
+    the same checks as Table 1's (here: the data by SHA-256, the weights name's data)."""
+    test = datasets.load_split(str(data_dir.parent / "cifar100" / "cifar100-mini.tar.gz"), "test")
+    assert list(test.class_names) == pretrained.WEIGHTS_NAMES["cifar100"]["classes"]
+    options = {**TINY, "weight_decay": 1e-4}
+    wide = randomized(RiR18Wide(classes=100, preprocessing="cifar100", **options))
+    run, store, digest = tmp_path / "run", str(tmp_path / "weights"), "c" * 64
+    spec = registry.ModelSpec("rir18_wide", options, (32, 32, 3), 100, "cifar100").to_dict()
+    alone = str(tmp_path / "model.weights.h5")
+    wide.save_weights(alone)  # as the GPU runner writes it: uncompiled (measuring compiles the model)
+    make_run(str(run), wide, test, spec=spec, dataset="cifar100", preprocessing="cifar100",
+             data={"file": "cifar100-webp.tar.gz", "sha256": digest})
+    (run / "model.keras").unlink()
+    with pytest.raises(ship_weights.ShipError, match="holds no model.keras or model.weights.h5"):
+        ship_weights.ship(str(run), test, store=store, dataset_sha256=digest)
+    shutil.move(alone, run / "model.weights.h5")
+    with pytest.raises(ship_weights.ShipError, match="not on the data measured on"):
+        ship_weights.ship(str(run), test, store=store, dataset_sha256="d" * 64)
+    entry = ship_weights.ship(str(run), test, store=store, dataset="cifar100", dataset_sha256=digest)
+    assert entry["weights"] == "cifar100" and entry["dataset"] == "CIFAR-100" and entry["classes"] == list(test.class_names)
+    assert entry["command"] == "rir-keras evaluate --model rir18_wide --weights cifar100 --dataset cifar100"
+    assert entry["file"].startswith("rir18_wide-cifar100-") and pretrained.check_manifest(store) == 1
+    monkeypatch.setattr(pretrained, "STORE", store)
+    x = raw_images()
+    np.testing.assert_array_equal(predict(RiR18Wide(weights="cifar100", classes=100, preprocessing="cifar100", **TINY), x),
+                                  predict(wide, x))
+    assert 'model = RiR18Wide(weights="cifar100", classes=100, preprocessing=\'cifar100\')' in pretrained.model_cards(store)
+    with pytest.raises(ValueError, match="not available yet.*Received: weights='cifar10'$"):
+        RiR18Wide(weights="cifar10", **TINY)  # its CIFAR-10 run has not shipped
+    paper = tmp_path / "paper"
+    make_run(str(paper), wide, test, measure=False, spec=spec, dataset="cifar100", recipe="paper")
+    with pytest.raises(ship_weights.ShipError, match="recipe is 'paper' on 'cifar100': only named recipes ship, on their data"):
+        ship_weights.ship(str(paper), test, store=store)
+    monkeypatch.setenv("RIR_KERAS_DATA", str(data_dir))  # CIFAR-10's folder: no CIFAR-100 archive
+    with pytest.raises(SystemExit):
+        ship_weights.main([str(run), "--store", store])
+    assert ("--dataset must resolve to cifar100-webp.tar.gz or cifar100-png.tar.gz, the official CIFAR-100 "
+            "(weights='cifar100'); it resolves to 'tfds:cifar100'. Received: --dataset='cifar100'") in capsys.readouterr().err
 
 
 def test_docs_carry_the_model_cards():

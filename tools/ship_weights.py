@@ -1,22 +1,28 @@
-"""Ship a finished training run's weights as ``weights="cifar10"`` or ``weights="cifar10_paper"``.
+"""Ship a finished training run's weights as ``weights="cifar10"``, ``"cifar10_paper"`` or ``"cifar100"``.
 
     .venv/bin/python tools/ship_weights.py results/table32-cifar10/rir32/seed0
+    .venv/bin/python tools/ship_weights.py results/table18wide-cifar100-fast-gpu/rir18_wide/seed0
 
-RUN_FOLDER is a finished run of a training campaign (``rir-keras train`` / ``reproduce``): it
-holds ``model.keras``, ``results.json`` and ``run.json``, and no ``backup/`` (a run still going).
-The script
+RUN_FOLDER is a finished run of a training campaign (``rir-keras train`` / ``reproduce``, or the
+lent GPU's runner): it holds ``results.json``, ``run.json`` and its weights, ``model.keras`` or,
+where that did not come back from the GPU (an 18-layer-wide run: tools/gpu/README.md), the weights
+alone in ``model.weights.h5`` (``tools/gpu/runner.py collect`` joined it, SHA-256 checked); and no
+``backup/`` (a run still going). The script
 
-1. checks the run: a model that takes shipped weights (CNN32, ResNet32, ResNetInit32, RiR32),
-   trained on the official CIFAR-10 (the archive it measures on, by SHA-256) with seed 0 for all its
-   epochs, its final test accuracy measured on the full test split, with a recipe that names
-   weights (``pretrained.WEIGHTS_NAMES``): ``long`` and ``fast`` ship as ``"cifar10"`` (``fast``
-   never replaces ``long``), ``paper`` as ``"cifar10_paper"``;
+1. checks the run: a model offered the weights name (``registry.shipping``: the 32-layer four take
+   ``"cifar10"`` and ``"cifar10_paper"``, the 18-layer-wide four ``"cifar10"`` and ``"cifar100"``),
+   trained on the official data of that name (the archive it measures on, by SHA-256) with seed 0
+   for all its epochs, its final test accuracy measured on the full test split, with a recipe that
+   names weights on its data (``pretrained.WEIGHTS_NAMES``): ``long`` and ``fast`` ship as
+   ``"cifar10"`` on CIFAR-10 and ``"cifar100"`` on CIFAR-100 (``fast`` never replaces ``long``),
+   ``paper`` as ``"cifar10_paper"``;
 2. builds the model with the run's options, takes the weights of ``model.keras`` (the constructor
-   checks that the file computes the same function) and writes them alone, without optimizer
-   state, as ``applications/weights/<model>-<weights name>-<sha256[:8]>.weights.h5``;
+   checks that the file computes the same function) or of ``model.weights.h5`` (every variable's
+   shape checked) and writes them alone, without optimizer state, as
+   ``applications/weights/<model>-<weights name>-<sha256[:8]>.weights.h5``;
 3. measures top-1 on the full test split with the model loaded through ``weights=NAME`` from a
    staging copy of the store (so the measured file is the shipped file, byte for byte), the way
-   ``rir-keras evaluate --model MODEL --weights NAME --dataset cifar10`` measures it;
+   ``rir-keras evaluate --model MODEL --weights NAME --dataset cifar10`` (or ``cifar100``) measures it;
 4. checks that it is the run's final test accuracy: image for image where the run was evaluated by
    this backend on this kind of machine; within `ENGINE_TOLERANCE` of the test images (5 of 10,000)
    where it was not (a GPU run with JAX, shipped here with TensorFlow: float rounding moves the odd
@@ -45,7 +51,10 @@ import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("RIR_KERAS_DATA", os.path.join(os.path.dirname(REPO), "shared", "datasets", "cifar10"))
+# CIFAR-10; CIFAR-100 as the GPU trained on it (tools/gpu/prepare.sh's lossless WebP copy), else as PNG.
+os.environ.setdefault("RIR_KERAS_DATA", os.pathsep.join([
+    os.path.join(os.path.dirname(REPO), "shared", "datasets", "cifar10"), os.path.join(REPO, ".devdata", "webp"),
+    os.path.join(os.path.dirname(REPO), "shared", "datasets", "cifar100")]))
 
 from rir_keras import data as datasets  # noqa: E402  (rir_keras before keras: dependencies.prefer_onednn)
 import keras  # noqa: E402
@@ -58,6 +67,7 @@ from rir_keras.reporting import atomic_output, write_json  # noqa: E402
 
 STORE = os.path.join(REPO, "applications", "weights")  # the repository's store, whatever is installed
 ENGINE_TOLERANCE = 0.0005  # share of the test images another backend or machine may score differently
+WEIGHTS_FILES = ("model.keras", "model.weights.h5")  # a run's weights: the model, else the weights alone (GPU)
 
 
 class ShipError(Exception):
@@ -70,23 +80,34 @@ def read_run(folder):
         with open(os.path.join(folder, name), encoding="utf-8") as handle:
             return json.load(handle)
 
-    for name in ("results.json", "model.keras"):
-        if not os.path.isfile(os.path.join(folder, name)):
-            raise ShipError(f"{folder} holds no {name}: not a finished run")
+    if not os.path.isfile(os.path.join(folder, "results.json")):
+        raise ShipError(f"{folder} holds no results.json: not a finished run")
+    weights_file(folder)
     if os.path.isdir(os.path.join(folder, "backup")):
         raise ShipError(f"{folder} still holds backup/: the run has not finished")
     settings = read("run.json") if os.path.isfile(os.path.join(folder, "run.json")) else {}
     return read("results.json"), settings
 
 
+def weights_file(folder):
+    """The run's weights: the first of `WEIGHTS_FILES` it holds; ShipError if none."""
+    for name in WEIGHTS_FILES:
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    raise ShipError(f"{folder} holds no {' or '.join(WEIGHTS_FILES)}: not a finished run (or its weights are still "
+                    "on the GPU machine: tools/gpu/README.md)")
+
+
 def weights_name(results, settings):
-    """The weights name the run's recipe ships as; ShipError for a recipe that names none."""
+    """The weights name the run's recipe ships as on its data; ShipError for a recipe and data that name none."""
     recipe = recipe_name(results, settings)
-    weights = pretrained.weights_for_recipe(recipe)
+    family = datasets.dataset_family(str(results.get("dataset", "")))
+    weights = pretrained.weights_for_recipe(recipe, family)
     if weights is None:
-        known = ", ".join(f"{' and '.join(meaning['recipes'])} as {name!r}"
+        known = ", ".join(f"{' and '.join(meaning['recipes'])} on {meaning['source']} as {name!r}"
                           for name, meaning in pretrained.WEIGHTS_NAMES.items())
-        raise ShipError(f"the run's recipe is {recipe!r}: only named recipes ship ({known})")
+        raise ShipError(f"the run's recipe is {recipe!r} on {results.get('dataset')!r}: only named recipes ship, "
+                        f"on their data ({known})")
     return weights
 
 
@@ -107,8 +128,9 @@ def check_run(results, settings, weights):
     if epochs != config.get("epochs"):
         raise ShipError(f"the run logged {epochs} epochs of {config.get('epochs')}: ship a finished run's final epoch")
     base = os.path.basename(str(results.get("dataset", "")).rstrip("/")).lower()
-    if not base.startswith("cifar10") or base.startswith("cifar100") or "mini" in base:
-        raise ShipError(f"the run trained on {results.get('dataset')!r}, not the full CIFAR-10")
+    official = pretrained.WEIGHTS_NAMES[weights]
+    if datasets.dataset_family(base) != official["source"] or "mini" in base:
+        raise ShipError(f"the run trained on {results.get('dataset')!r}, not the full {official['dataset']}")
     return name
 
 
@@ -168,7 +190,7 @@ def ship(folder, test_data, *, store=STORE, dataset="cifar10", dataset_sha256=No
     options.pop("preprocessing", None)
     spec = registry.ModelSpec(name, options, tuple(test_data.image_shape), test_data.num_classes,
                               trained.preprocessing)
-    source = spec.build(weights=os.path.join(folder, "model.keras"))
+    source = spec.build(weights=weights_file(folder))
     if "preprocessing" in results and \
             json.loads(json.dumps(preprocessing_lib.model_preprocessing(source))) != results["preprocessing"]:
         raise ShipError(f"the model's preprocessing differs from the run's {results['preprocessing']!r}")
@@ -245,23 +267,27 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("run_folder", help="a finished run of a campaign, e.g. results/table32-cifar10/rir32/seed0")
-    parser.add_argument("--dataset", default="cifar10",
-                        help="the official CIFAR-10 to measure on; default: cifar10, i.e. cifar10-webp.tar.gz "
-                             "under $RIR_KERAS_DATA (default ../shared/datasets/cifar10)")
+    parser.add_argument("--dataset",
+                        help="the official data to measure on; default: the weights name's (cifar10 or cifar100), "
+                             "under $RIR_KERAS_DATA (default ../shared/datasets/cifar10, .devdata/webp, "
+                             "../shared/datasets/cifar100)")
     parser.add_argument("--batch-size", type=int, default=pretrained.EVALUATE_BATCH_SIZE,
                         help="the evaluation batch size (written into the record's command when not the default)")
     parser.add_argument("--store", default=STORE, help="the store to ship into")
     parser.add_argument("--replace", action="store_true", help="replace weights already shipped for the model")
     args = parser.parse_args(argv)
-    source = datasets.resolve_source(args.dataset)
-    archive = pretrained.WEIGHTS_NAMES["cifar10"]["archive"]
-    if source.startswith(datasets.TFDS_PREFIX) or os.path.basename(source) != archive:
-        parser.error(f"--dataset must resolve to {archive}, the official CIFAR-10; it resolves to {source!r}")
     try:
         weights = weights_name(*read_run(args.run_folder))
     except ShipError as error:
         print(f"ship_weights: {error}", file=sys.stderr)
         return 1
+    official = pretrained.WEIGHTS_NAMES[weights]
+    args.dataset = args.dataset or official["source"]
+    source = datasets.resolve_source(args.dataset)
+    if source.startswith(datasets.TFDS_PREFIX) or os.path.basename(source) not in official["archives"]:
+        parser.error(f"--dataset must resolve to {' or '.join(official['archives'])}, the official "
+                     f"{official['dataset']} (weights={weights!r}); it resolves to {source!r}. "
+                     f"Received: --dataset={args.dataset!r}")
     test_data = datasets.load_split(source, pretrained.WEIGHTS_NAMES[weights]["split"])
     try:
         entry = ship(args.run_folder, test_data, store=args.store, dataset=args.dataset,
