@@ -172,7 +172,9 @@ def resolve_source(source):
       ``NAME.tar.gz``, ``NAME.tgz`` and ``NAME-jpeg.tar.gz`` in that order. With
       ``RIR_KERAS_DATA=/work/shared/datasets/cifar10``, ``"cifar10"`` is the full JPEG copy
       ``cifar10-jpeg.tar.gz`` and ``"cifar10-mini"`` the small ``cifar10-mini.tar.gz``.
-    - Any other name is a tensorflow-datasets name: ``"cifar100"`` -> ``"tfds:cifar100"``.
+    - Any other name is a tensorflow-datasets name: ``"cifar100"`` -> ``"tfds:cifar100"``
+      (`load_split` then loads it only where tensorflow-datasets has a prepared copy: only an
+      explicit ``"tfds:NAME"`` downloads).
 
     Returns:
         str: a path, or ``"tfds:NAME"``.
@@ -265,7 +267,8 @@ def load_split(source, split, *, data_dir=None):
     """
     resolved = resolve_source(source)
     if resolved.startswith(TFDS_PREFIX):
-        return _load_tfds(resolved[len(TFDS_PREFIX):], split, data_dir)
+        bare = isinstance(source, str) and not source.startswith(TFDS_PREFIX)  # no archive found for it
+        return _load_tfds(resolved[len(TFDS_PREFIX):], split, data_dir, prepared_only=bare)
     return _load_path(resolved, split)
 
 
@@ -428,8 +431,20 @@ def _stack_images(arrays, names, origin):
 # --------------------------------------------------------------------------- tensorflow-datasets
 
 
-def _load_tfds(name, split, data_dir):
-    """Load a whole tfds split as numpy, wrapping tfds errors with what to do about them."""
+def _archives_searched(name):
+    """Which file names were looked for where, for an error message."""
+    folders = [f for f in os.environ.get(DATA_ENV_VAR, "").split(os.pathsep) if f]
+    names = ", ".join(pattern.format(name=name) for pattern in LOCAL_ARCHIVE_PATTERNS)
+    where = (f"{DATA_ENV_VAR}={os.environ[DATA_ENV_VAR]!r} ({', '.join(map(repr, folders))})" if folders else
+             f"{DATA_ENV_VAR}, which is not set")
+    return f"no archive of {name!r} found: looked for {names} in {where}"
+
+
+def _load_tfds(name, split, data_dir, prepared_only=False):
+    """Load a whole tfds split as numpy, wrapping tfds errors with what to do about them.
+
+    ``prepared_only`` (a bare name that matched no local archive): refuse, before anything is
+    downloaded, when tensorflow-datasets has no prepared copy; ``tfds:NAME`` may download."""
     if not name:
         raise ValueError(f"A tensorflow-datasets source needs a name. Received: source={TFDS_PREFIX!r}")
     try:
@@ -443,6 +458,18 @@ def _load_tfds(name, split, data_dir):
             f"local folder or .tar.gz archive (a bare name is looked up under {DATA_ENV_VAR}, "
             f"now {os.environ.get(DATA_ENV_VAR)!r})."
         ) from exc
+    if prepared_only:
+        try:
+            prepared = tfds.builder(name, data_dir=data_dir).is_prepared()
+        except tfds.core.DatasetNotFoundError:
+            prepared = None
+        if not prepared:
+            known = (f"tensorflow-datasets has no prepared copy of it in data_dir={data_dir!r} (None: "
+                     f"~/tensorflow_datasets): --dataset tfds:{name} lets it download and prepare one (network "
+                     "access needed), or --data-dir names a folder where one is prepared") if prepared is False else \
+                "it is not a tensorflow-datasets name either"
+            raise ValueError(f"dataset {name!r}: {_archives_searched(name)}; {known}. Point {DATA_ENV_VAR} at a "
+                             f"folder holding one of those archives. Received: dataset={name!r}")
     try:
         tensors, info = tfds.load(
             name, split=split, data_dir=data_dir, batch_size=-1, as_supervised=True, with_info=True

@@ -268,7 +268,26 @@ def fake_tfds(monkeypatch):
         return (tf.constant(images), tf.constant(labels)), info
 
     monkeypatch.setattr(tfds, "load", load)
+    monkeypatch.setattr(tfds, "builder", lambda name, **kwargs: SimpleNamespace(is_prepared=lambda: True))
     return SimpleNamespace(calls=calls, images=images, labels=labels, names=names)
+
+
+def test_a_bare_name_without_archive_or_prepared_copy_says_where_it_looked(fake_tfds, data_dir, tmp_path,
+                                                                            monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(tfds, "builder", lambda name, **kwargs: SimpleNamespace(is_prepared=lambda: False))
+    monkeypatch.setenv("RIR_KERAS_DATA", str(tmp_path))  # a folder without the archive
+    with pytest.raises(ValueError) as exc_info:
+        load_split("cifar10", "train")
+    assert_error_names(exc_info, "cifar10-webp.tar.gz", "cifar10-jpeg.tar.gz", str(tmp_path), "tfds:cifar10",
+                       "Received: dataset='cifar10'")
+    assert str(exc_info.value).index("looked for") < str(exc_info.value).index("tensorflow-datasets")
+    assert fake_tfds.calls == []  # nothing was downloaded or prepared
+    monkeypatch.delenv("RIR_KERAS_DATA")
+    with pytest.raises(ValueError, match="RIR_KERAS_DATA, which is not set"):
+        load_split("cifar10", "train")
+    assert len(load_split("tfds:cifar10", "train")) == 300  # the explicit tfds: name may download
 
 
 def test_tfds_cifar100_flows_through(fake_tfds, data_dir, tmp_path, monkeypatch):
@@ -300,8 +319,8 @@ def test_tfds_failed_download_is_explained(tmp_path, monkeypatch):
         raise ConnectionError("Failed to reach www.cs.toronto.edu")
 
     monkeypatch.setattr(tfds, "load", load)
-    with pytest.raises(ValueError) as exc_info:
-        load_split("cifar100", "train", data_dir=tmp_path)
+    with pytest.raises(ValueError) as exc_info:  # only an explicit tfds: name downloads
+        load_split("tfds:cifar100", "train", data_dir=tmp_path)
     assert_error_names(exc_info, "'cifar100'", tmp_path, "network", "prepared", "Failed to reach")
     assert isinstance(exc_info.value.__cause__, ConnectionError)
 
