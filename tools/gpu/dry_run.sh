@@ -3,9 +3,11 @@
 # A fresh virtual environment without TensorFlow stands in for the GPU machine's image: Python 3.12
 # where this machine has one (else python3), jax[cpu] 0.11.2 as there, numpy, h5py, Pillow, ...;
 # tools/gpu/run.sh installs the carried wheels and rir_keras into it offline, as it will there. Two
-# calls on two "fresh machines" (separate live folders): the first trains Table 1 one epoch and
-# stops each run between epochs; `collect` brings its state back here; the second continues it to
-# the end and runs every later stage; then the results are checked. State: .gpu/dry/ (ignored).
+# "fresh machines" (separate live folders): call 1 trains Table 1 one epoch and stops each run
+# between epochs; `collect` brings its state back here; call 2 (machine 2) continues it to the end
+# and runs tune and bench; call 3 (machine 2, warm) trains the wide stages, and it and the calls after
+# it bring their weights back in small volumes (--volume-mib), a few runs a call, until none wait;
+# then the results are checked, and one wide run ships into a temporary store. State: .gpu/dry/ (ignored).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DRY=.gpu/dry
@@ -56,27 +58,42 @@ if ls "$DRY/data"/*-webp.tar.gz >/dev/null 2>&1 || [ "$(grep -c 'still to carry'
     echo "dry run: error: parts joined, or not reported missing, while the last parts were held back" >&2; exit 1
 fi
 mv "$DRY/held"/* "$DRY/data/"
-rm -rf "$DRY/results" "$DRY"/live-* "$DRY"/out-* "$DRY"/site-*
-tiny="--width-multiplier 0.125 --train-limit 128 --test-limit 64 --batch-size 32"
+rm -rf "$DRY/results" "$DRY"/live-* "$DRY"/out-* "$DRY"/site-* "$DRY/store"
+# The full (mini) test split, 200 images: a run measured on a subset does not ship.
+tiny="--width-multiplier 0.125 --train-limit 128 --batch-size 32"
 common=(--results "$DRY/results" --epochs 2 --train-args "$tiny" --min-stage-seconds 5
         --tune-grid tiny --tune-trials 2 --tune-epochs 1 --tune-workers 2
         --bench-models rir32,resnet32 --bench-precisions float32 --bench-batch 32 --bench-steps 4 --bench-width 0.125)
-call() {  # call N [runner options]: one device call on a fresh machine N
-    local n=$1
-    shift
-    echo "dry run: call $n"
-    PYTHON="$venv/bin/python" WHEELS=$wheels SITE="$DRY/site-$n" OUT="$DRY/out-$n" RIR_KERAS_DATA="$DRY/data" \
-        bash tools/gpu/run.sh --live "$DRY/live-$n" "${common[@]}" "$@"
+call() {  # call N M [runner options]: device call N on machine M (a fresh one the first time)
+    local n=$1 m=$2
+    shift 2
+    echo "dry run: call $n (machine $m)"
+    PYTHON="$venv/bin/python" WHEELS=$wheels SITE="$DRY/site-$m" OUT="$DRY/out-$n" RIR_KERAS_DATA="$DRY/data" \
+        bash tools/gpu/run.sh --live "$DRY/live-$m" "${common[@]}" "$@"
     python3 tools/gpu/runner.py collect "$DRY/out-$n" --results "$DRY/results"
 }
+waiting() {  # whether call N left finished runs' weights on the device
+    python3 -c 'import json, sys; sys.exit(not any(f.endswith(".parts.json") for f in json.load(open(sys.argv[1]))["left_out"]))' \
+        "$DRY/out-$1/manifest.json"
+}
 start=$(date +%s)
-call 1 --stages table1 --stop-after-epochs 1 --budget 900
-call 2 --budget 1500
+call 1 1 --stages table1 --stop-after-epochs 1 --budget 900
+call 2 2 --skip wide10,wide100 --budget 1500
+# A tiny wide model's weights (about 0.7 MiB) in volumes of 0.5 MiB: two parts each, six volumes a call.
+call 3 2 --stages wide10,wide100 --volume-mib 0.5 --budget 1500
+n=3
+while waiting $n; do
+    [ $n -lt 8 ] || { echo "dry run: error: weights still on the device after call $n" >&2; exit 1; }
+    n=$((n + 1))
+    call $n 2 --stages wide10,wide100 --volume-mib 0.5 --budget 300
+done
 PYTHONPATH="$DRY/site-2" KERAS_BACKEND=jax JAX_PLATFORMS=cpu "$venv/bin/python" -P -m rir_keras.cli reproduce \
     --status "$DRY/results/table32-cifar10-paper-gpu"
-python3 - "$DRY/results" <<'PY'
+python3 - "$DRY/results" "$DRY/live-2/results" "$n" <<'PY'
 import glob, json, os, sys
-results = sys.argv[1]
+sys.path.insert(0, "tools/gpu")
+import runner
+results, device, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
 def load(path):
     with open(path) as handle:
         return json.load(handle)
@@ -93,8 +110,19 @@ for campaign in ("table18wide-cifar10-fast-gpu", "table18wide-cifar100-fast-gpu"
     for name in ("rir18_wide", "resnet18_wide", "resnet_init18_wide", "cnn18_wide"):
         if not os.path.isfile(os.path.join(results, campaign, name, "seed0", "results.json")):
             problems.append(f"{campaign} {name}: not finished")
+        run = os.path.join(campaign, name, "seed0")  # its weights alone, brought back in parts, joined here
+        here, there = os.path.join(results, run, runner.WEIGHTS_FILE), os.path.join(device, run, runner.WEIGHTS_FILE)
+        plan = load(os.path.join(results, run, runner.WEIGHTS_PLAN)) if os.path.isfile(here) else {}
+        if not (os.path.isfile(there) and plan.get("sha256") == runner.parts.sha256(here) == runner.parts.sha256(there)
+                and len(plan["parts"]) >= 2 and not os.path.exists(os.path.join(results, run, "model.keras"))):
+            problems.append(f"{run}: its weights did not come back in parts with the device's SHA-256 (or model.keras did)")
     if not os.path.isfile(os.path.join(results, campaign, "results.md")):
         problems.append(f"{campaign}: no results.md")
+brought = [[f for f in load(os.path.join(results, "..", f"out-{n}", "manifest.json"))["packed"]
+            if f.endswith(runner.WEIGHTS_PLAN)] for n in range(3, calls + 1)]
+plans = [f for call in brought for f in call]
+if len(plans) != 8 or len(set(plans)) != 8 or sum(1 for call in brought if call) < 2:
+    problems.append(f"wide weights: not each run's once over several calls: {brought}")
 import hashlib
 for campaign, archive in (("table32-cifar10-paper-gpu", "cifar10"), ("table18wide-cifar10-fast-gpu", "cifar10"),
                           ("table18wide-cifar100-fast-gpu", "cifar100")):  # trained on the joined lossless parts
@@ -110,4 +138,16 @@ if not glob.glob(os.path.join(results, "gpu-bench", "throughput-*.md")):
 print("dry run: " + ("PROBLEMS:\n  " + "\n  ".join(problems) if problems else "every stage checked"))
 sys.exit(1 if problems else 0)
 PY
+# Shipping a wide run from its weights alone, on CIFAR-100 (the mini archive stands in, under the full
+# one's name), with the runs' engine (this venv's JAX, this CPU, the runs' batch size): the count of
+# correct test images must equal the run's own, image for image.
+PYTHONPATH="$DRY/site-2" KERAS_BACKEND=jax JAX_PLATFORMS=cpu RIR_KERAS_DATA="$DRY/webp" "$venv/bin/python" \
+    tools/ship_weights.py "$DRY/results/table18wide-cifar100-fast-gpu/rir18_wide/seed0" --store "$DRY/store" --batch-size 32
+PYTHONPATH="$DRY/site-2" KERAS_BACKEND=jax JAX_PLATFORMS=cpu "$venv/bin/python" -P -c '
+import sys
+from rir_keras.applications import pretrained
+entry = pretrained.record("rir18_wide", "cifar100", sys.argv[1])
+assert pretrained.check_manifest(sys.argv[1]) == 1 and entry["classes"] == pretrained.WEIGHTS_NAMES["cifar100"]["classes"]
+print("dry run: shipped rir18_wide weights=cifar100 into %s: %d of %d" % (sys.argv[1], entry["correct"], entry["test_images"]))
+' "$DRY/store"
 echo "dry run: passed in $(( $(date +%s) - start )) s (set-up excluded)"

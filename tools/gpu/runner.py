@@ -30,7 +30,8 @@ further. At the end, what changed is packed into ``--out`` (the device tool's $O
 ``state-N.tar.gz`` of at most 15 MiB each and a manifest.json, smallest files first (settings, logs,
 results), then weights where they fit (a 32-layer model's backup is about 4 MiB; an 18-layer-wide
 one's, about 76 MiB, does not come back: its run must finish on one warm machine, and its records
-come back either way). `collect` unpacks them here into results/, removing files the device removed
+come back either way; once finished, its weights alone come back in parts, one run's a call:
+WEIGHTS_FILE). `collect` unpacks them here into results/, removing files the device removed
 (a finished run's backup), so that the next call sends the state on.
 """
 import argparse
