@@ -3,6 +3,7 @@
 One private builder, ``_classifier``, takes a ``body`` function and adds the input, the head and
 the checks; the public constructors are thin.
 """
+import collections
 import dataclasses
 import functools
 import json
@@ -104,17 +105,23 @@ def _architecture(model):
         return {key: value for key, value in config.items() if key not in _TRAINING_ONLY
                 and not key.endswith(("_initializer", "_regularizer", "_constraint"))}
 
-    return [(type(layer).__name__, layer.name, json.dumps(functional(layer.get_config()), sort_keys=True, default=str))
+    return [(type(layer).__name__, layer.name, json.loads(json.dumps(functional(layer.get_config()), default=str)))
             for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
 
 
 def _check_same_architecture(model, saved):
-    """Raise unless ``saved`` computes the same function as ``model`` for the same weights."""
+    """Raise unless ``saved`` computes the same function as ``model`` for the same weights; the error
+    names the first layer that differs and, where only its settings do, each one: saved against built."""
     mine, theirs = _architecture(model), _architecture(saved)
     for index, (ours, stored) in enumerate(zip(mine, theirs)):
-        if ours != stored:
+        if ours == stored:
+            continue
+        if ours[:2] != stored[:2]:
             raise ValueError(f"layer {index + 1} is {stored[0]} {stored[1]!r} in the file but {ours[0]} {ours[1]!r} "
-                             "(or its configuration differs) in the model")
+                             "in the model")
+        differing = sorted(key for key in set(ours[2]) | set(stored[2]) if ours[2].get(key) != stored[2].get(key))
+        raise ValueError(f"layer {index + 1}, {ours[0]} {ours[1]!r}, differs: " + ", ".join(
+            f"{key}={stored[2].get(key)!r} in the file, {ours[2].get(key)!r} in the model" for key in differing))
     if len(mine) != len(theirs):
         raise ValueError(f"the file's model has {len(theirs)} layers, this one {len(mine)}")
 
@@ -139,8 +146,12 @@ def _load_weights(model, weights):
         # Keras loads a file holding MORE layers than the model without complaint (it keeps the
         # first ones), so compare every stored shape with the model's before loading.
         expected = sorted(tuple(weight.shape) for weight in model.weights)
-        if _saved_shapes(path) != expected:
-            raise ValueError("its variables' shapes differ from the model's")
+        saved = _saved_shapes(path)
+        if saved != expected:
+            extra = sorted((collections.Counter(saved) - collections.Counter(expected)).elements())
+            missing = sorted((collections.Counter(expected) - collections.Counter(saved)).elements())
+            raise ValueError(f"the file holds {len(saved)} variables, the model {len(expected)}; shapes only in the "
+                             f"file: {extra[:3] or 'none'}, only in the model: {missing[:3] or 'none'}")
         model.load_weights(path)
     except Exception as error:  # mismatched shapes or layer counts, or not a weights file
         raise ValueError(

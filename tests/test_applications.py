@@ -352,6 +352,11 @@ def test_weights_errors(tmp_path):
             other.save_weights(path) if suffix == ".weights.h5" else other.save(path)
             with raises("weights", path):
                 small_rir(weights=path)
+    # A weights file of a wider model says which shapes differ, the file's against the model's.
+    wider = str(tmp_path / "wider.weights.h5")
+    small_rir(width_multiplier=2).save_weights(wider)
+    with pytest.raises(ValueError, match=r"shapes only in the file: \[\(.*only in the model: \[\("):
+        small_rir(weights=wider)
 
 
 # -- preprocessing and decoding -------------------------------------------------------------------

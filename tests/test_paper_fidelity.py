@@ -130,7 +130,8 @@ def test_keras_file_of_another_architecture_is_refused(tmp_path):
     # Same layers and shapes, another identity placement: another function, refused too.
     other = tmp_path / "constant.keras"
     RiR32(identity="constant", **TINY).save(other)
-    with pytest.raises(ValueError, match="Received: weights="):
+    with pytest.raises(ValueError, match=r"differs: identity='constant' in the file, 'init' in the model.*"
+                                         r"Received: weights="):  # the option that differs, both values
         RiR32(**TINY, weights=str(other))
     # Options that only change training load: weight decay, initializer.
     same = tmp_path / "decay.keras"
