@@ -395,11 +395,30 @@ def profile_section(session, args):
         f"ordered by {next(iter(traces))}'s time:",
         "",
         table(["op type"] + [f"{name} {column}" for name in traces for column in ("ms / step", "share")], op_rows),
+        *(["", bfloat16_gains(traces)] if native else []),
     ])
 
 
 NAMES = {"rir32": "RiR32", "resnet32": "ResNet32"}
 TRACES = (("rir32", "float32"), ("resnet32", "float32"), ("rir32", "mixed_bfloat16"))  # the last where native
+
+
+def bfloat16_gains(traces):
+    """Where mixed_bfloat16 gains time and where not: RiR32's op time per step, float32 against bfloat16,
+    for the convolutions and for everything else (its three largest named)."""
+    f32, bf16 = traces.get("RiR32 float32"), traces.get("RiR32 mixed_bfloat16")
+    if not bf16:
+        return ""
+    ms = lambda ops, names: 1e3 * sum(ops.get(op, 0.0) for op in names)  # noqa: E731
+    change = lambda names: f"{ms(f32, names):.0f} -> {ms(bf16, names):.0f} ms, {ms(f32, names) / ms(bf16, names):.2f}x"  # noqa: E731
+    convolutions = sorted({op for op in (*f32, *bf16) if "Conv2D" in op}, key=lambda op: -f32.get(op, 0.0))
+    rest = [op for op in {*f32, *bf16} if op not in convolutions]
+    largest = sorted(rest, key=lambda op: -bf16.get(op, 0.0))[:3]
+    return (f"**Where bfloat16 gains.** RiR32's op time per step, float32 -> mixed_bfloat16: all ops "
+            f"{change(list({*f32, *bf16}))}; convolutions {change(convolutions)} ("
+            + "; ".join(f"{op} {change([op])}" for op in convolutions)
+            + f"); everything else {change(rest)}, of which " + "; ".join(f"{op} {change([op])}" for op in largest)
+            + ". Ops that do not speed up in bfloat16 bound what the convolutions' speed-up can give.")
 
 
 def op_table_rows(traces, top):
