@@ -544,7 +544,9 @@ class Runner:
                         why = "the next epoch would end past the budget" if too_late else "--stop-after-epochs"
                         log(f"{stage} {model}: stopped after epoch {epochs} ({why})")
                         stopped.add(model)
-                        os.killpg(process.pid, signal.SIGTERM)
+                        # SIGKILL, right after the backup: nothing finished is lost, and it stops at once.
+                        # SIGTERM is now handled in Python (rir_keras.cli), and a short epoch could end first.
+                        os.killpg(process.pid, signal.SIGKILL)
                 if self.budget.left() <= 0 and process.poll() is None:
                     log(f"{stage} {model}: killed at the budget's end, mid-epoch (resumes from epoch {epochs})")
                     stopped.add(model)
