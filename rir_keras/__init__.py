@@ -13,5 +13,5 @@ with _dependencies.quiet_tensorflow_startup():  # TensorFlow's C++ start-up log,
         BatchNormalization, BlockShortcut, ForgetGate, ResNetInitConv2D, RiRConv2D,
     )
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"
 __all__ = ["ResNetInit", "ResNetInitConv2D", "RiRConv2D", "BlockShortcut", "ForgetGate", "BatchNormalization"]
