@@ -35,24 +35,20 @@ class Recipe:
         return {"weight_decay": self.weight_decay, **self.training}
 
 
+# `fast`'s settings; `long` is the same schedule over more epochs.
+_COSINE = dict(batch_size=128, optimizer="sgd", learning_rate=0.1, momentum=0.9, nesterov=True, schedule="cosine",
+               decay_epochs=(), decay_factor=0.1, warmup_epochs=2, label_smoothing=0.1, augment=True)
+_COSINE_SUMMARY = "2-epoch warm-up to lr 0.1, cosine to 0, Nesterov, label smoothing 0.1, weight decay 5e-4, batch 128"
+
 RECIPES = {recipe.name: recipe for recipe in (
     Recipe("paper", "SGD momentum 0.9, lr 0.1 x0.1 after epochs 42 and 62 of 82, batch 128, weight decay 1e-4",
            weight_decay=1e-4,
            training=dict(epochs=82, batch_size=128, optimizer="sgd", learning_rate=0.1, momentum=0.9,
                          nesterov=False, schedule="step", decay_epochs=None, decay_factor=0.1,
                          warmup_epochs=0, label_smoothing=0.0, augment=True)),
-    Recipe("fast", "30 epochs: 2-epoch warm-up to lr 0.1, cosine to 0, Nesterov, label smoothing 0.1, "
-                   "weight decay 5e-4, batch 128",
-           weight_decay=5e-4,
-           training=dict(epochs=30, batch_size=128, optimizer="sgd", learning_rate=0.1, momentum=0.9,
-                         nesterov=True, schedule="cosine", decay_epochs=(), decay_factor=0.1,
-                         warmup_epochs=2, label_smoothing=0.1, augment=True)),
-    Recipe("long", "100 epochs: fast stretched (2-epoch warm-up to lr 0.1, cosine to 0, Nesterov, label "
-                   "smoothing 0.1, weight decay 5e-4, batch 128)",
-           weight_decay=5e-4,
-           training=dict(epochs=100, batch_size=128, optimizer="sgd", learning_rate=0.1, momentum=0.9,
-                         nesterov=True, schedule="cosine", decay_epochs=(), decay_factor=0.1,
-                         warmup_epochs=2, label_smoothing=0.1, augment=True)),
+    Recipe("fast", f"30 epochs: {_COSINE_SUMMARY}", weight_decay=5e-4, training=dict(epochs=30, **_COSINE)),
+    Recipe("long", f"100 epochs: fast stretched ({_COSINE_SUMMARY})", weight_decay=5e-4,
+           training=dict(epochs=100, **_COSINE)),
 )}
 
 
