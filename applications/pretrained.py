@@ -317,8 +317,7 @@ def measure(model, data, batch_size=EVALUATE_BATCH_SIZE, tta="none"):
     of this, its ``top1_flip`` the same with ``tta="flip"``."""
     from rir_keras import test_time, training
 
-    result = training.score(test_time.with_tta(model, tta), data, batch_size)
-    return int(round(float(result["accuracy"]) * len(data))), len(data)
+    return training.score(test_time.with_tta(model, tta), data, batch_size)["correct"], len(data)
 
 
 def check_manifest(store=None):

@@ -38,12 +38,6 @@ def run_train(args):
           f"epochs; results in {os.path.join(args.output, 'results.json')}")
 
 
-def scored(model, data, batch_size):
-    """``{"correct", "loss", "accuracy"}`` of ``model`` on ``data``."""
-    result = training.score(model, data, batch_size)
-    return {"correct": int(round(float(result["accuracy"]) * len(data))), **{k: float(v) for k, v in result.items()}}
-
-
 def run_evaluate(args):
     if (args.model_file is None) == (args.model is None):
         raise ValueError("evaluate takes a model file or --model NAME --weights DATASET, one of the two. "
@@ -59,9 +53,9 @@ def run_evaluate(args):
     test = subset(datasets.load_split(args.dataset, args.split, data_dir=args.data_dir), args.limit, 0, "--limit")
     report = {**source, "dataset": str(args.dataset), "data": datasets.data_identity(args.dataset), "split": args.split,
               "images": len(test), "preprocessing": preprocessing_lib.model_preprocessing(model),
-              **scored(model, test, args.batch_size)}  # the model normalizes the raw images itself
+              **training.score(model, test, args.batch_size)}  # the model normalizes the raw images itself
     if args.tta != "none":  # beside the single-view figure, never instead of it
-        report["tta"] = {"mode": args.tta, **scored(test_time.with_tta(model, args.tta), test, args.batch_size)}
+        report["tta"] = {"mode": args.tta, **training.score(test_time.with_tta(model, args.tta), test, args.batch_size)}
     print(json.dumps(report, indent=2))
     return 0
 

@@ -200,13 +200,21 @@ def _looks_like_path(source):
     )
 
 
+def _data_folders():
+    """The folders named by RIR_KERAS_DATA, in order."""
+    return [folder for folder in os.environ.get(DATA_ENV_VAR, "").split(os.pathsep) if folder]
+
+
+def _archive_names(name):
+    """The file names a bare dataset name is looked up as, in order."""
+    return [pattern.format(name=name) for pattern in LOCAL_ARCHIVE_PATTERNS]
+
+
 def _find_local_archive(name):
     """The first archive for `name` in the RIR_KERAS_DATA folders, or None."""
-    for folder in os.environ.get(DATA_ENV_VAR, "").split(os.pathsep):
-        if not folder:
-            continue
-        for pattern in LOCAL_ARCHIVE_PATTERNS:
-            candidate = os.path.join(folder, pattern.format(name=name))
+    for folder in _data_folders():
+        for file_name in _archive_names(name):
+            candidate = os.path.join(folder, file_name)
             if os.path.isfile(candidate):
                 return candidate
     return None
@@ -433,8 +441,8 @@ def _stack_images(arrays, names, origin):
 
 def _archives_searched(name):
     """Which file names were looked for where, for an error message."""
-    folders = [f for f in os.environ.get(DATA_ENV_VAR, "").split(os.pathsep) if f]
-    names = ", ".join(pattern.format(name=name) for pattern in LOCAL_ARCHIVE_PATTERNS)
+    folders = _data_folders()
+    names = ", ".join(_archive_names(name))
     where = (f"{DATA_ENV_VAR}={os.environ[DATA_ENV_VAR]!r} ({', '.join(map(repr, folders))})" if folders else
              f"{DATA_ENV_VAR}, which is not set")
     return f"no archive of {name!r} found: looked for {names} in {where}"

@@ -314,9 +314,11 @@ def evaluate(model, data, batch_size, distribution=ONE_DEVICE):
 
 
 def score(model, data, batch_size=256):
-    """``{"loss", "accuracy"}`` of ``model`` on ``data``: `compile_for_evaluation`, then `evaluate`."""
+    """``{"loss", "accuracy", "correct"}`` of ``model`` on ``data`` (``correct``: the images classified
+    correctly): `compile_for_evaluation`, then `evaluate`."""
     compile_for_evaluation(model)
-    return evaluate(model, data, batch_size)
+    result = {key: float(value) for key, value in evaluate(model, data, batch_size).items()}
+    return {**result, "correct": int(round(result["accuracy"] * len(data)))}
 
 
 def steps_per_epoch(images, config):
