@@ -471,3 +471,32 @@ def test_a_saved_model_export_to_a_full_disk_or_a_read_only_place_is_one_line(sm
     assert main(["export", str(model), "--output", str(disk.path / "rir32")]) == 2
     one_error_line(capsys, f"rir-keras export: error: cannot write the SavedModel '{disk.path / 'rir32'}': ", reason)
     assert os.listdir(disk.path) == []
+
+
+def test_an_interrupt_that_a_library_turned_into_its_own_error_still_stops_as_an_interrupt(mini, tmp_path):
+    # SIGTERM (as KeyboardInterrupt) landing inside TensorFlow came back once as a SystemError, then
+    # as TensorFlow's ValueError about nested structures: the run must still stop as interrupted.
+    train, test = mini
+
+    class InterruptedInsideALibrary(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            try:
+                try:
+                    raise KeyboardInterrupt("SIGTERM")
+                except KeyboardInterrupt as interrupt:
+                    raise SystemError("<built-in function __import__> returned a result with an exception set") \
+                        from interrupt
+            except SystemError:
+                raise ValueError("The two structures don't have the same nested structure.")
+
+    config = training.TrainConfig(epochs=2, batch_size=32, jit_compile=False)
+    with pytest.raises(training.TrainingStopped, match="^interrupted: .* keeps 0 finished epochs of 2"):
+        training.train(RiRNet(**TINY), train, test, config, tmp_path, verbose=0,
+                       callbacks=[InterruptedInsideALibrary()])
+    with pytest.raises(ValueError, match="nested structure"):  # the same error without an interrupt behind it
+
+        class Failing(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                raise ValueError("The two structures don't have the same nested structure.")
+
+        training.train(RiRNet(**TINY), train, test, config, tmp_path / "other", verbose=0, callbacks=[Failing()])
