@@ -1,4 +1,5 @@
-"""Install rir_keras: the core package plus `applications/` and `tuning/` as its subpackages."""
+"""Install rir_keras: the core package (with its command line, `rir_keras/commands/`) plus
+`applications/` and `tuning/` as its subpackages."""
 from setuptools import setup
 
 CORE = [
@@ -26,7 +27,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["rir_keras", "rir_keras.applications", "rir_keras.tuning"],
+    packages=["rir_keras", "rir_keras.commands", "rir_keras.applications", "rir_keras.tuning"],
     package_dir={
         "rir_keras": "rir_keras",
         "rir_keras.applications": "applications",
@@ -45,17 +46,5 @@ setup(
         "test": TENSORFLOW + TORCH + ["pytorchcv==0.0.74", "pytest>=8,<10", "pytest-xdist>=3.5,<4", "jax[cpu]>=0.4.30,<0.11", "tf2onnx>=1.16,<1.18", "onnxruntime>=1.18,<1.33"],
         "bench": TORCH,
     },
-    entry_points={
-        "console_scripts": ["rir-keras=rir_keras.cli:main"],
-        # Subcommands are plugged in by the layer that owns them, so the core imports nothing above it.
-        "rir_keras.commands": [
-            "train=rir_keras.applications.train_cli:add_train",
-            "evaluate=rir_keras.applications.train_cli:add_evaluate",
-            "reproduce=rir_keras.applications.reproduce_cli:add_reproduce",
-            "export=rir_keras.applications.export_cli:add_export",
-            "convert=rir_keras.applications.convert_cli:add_convert",
-            "analyze=rir_keras.applications.analyze_cli:add_analyze",
-            "tune=rir_keras.tuning.tune_cli:add_tune",
-        ],
-    },
+    entry_points={"console_scripts": ["rir-keras=rir_keras.commands.main:main"]},
 )

@@ -440,7 +440,7 @@ def op_table_rows(traces, top):
 
 def accuracy_section(session, args):
     from rir_keras import runs
-    from rir_keras.applications import campaign
+    from rir_keras.commands import campaign
 
     marks_at = (0.85, campaign.TARGET_ACCURACY)
     folder = args.campaign_folder

@@ -85,6 +85,18 @@ class ImageData:
         """The samples at `indices` (any numpy index), with the same class names."""
         return ImageData(self.images[indices], self.labels[indices], self.class_names)
 
+    def sample(self, limit, seed=0, argument="limit"):
+        """``limit`` images drawn at random without replacement (``seed`` fixes which), in their
+        order here; all of them where ``limit`` is None or at least their number. A one-line
+        ValueError names ``argument`` for a ``limit`` under 1."""
+        if limit is None:
+            return self
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+            raise ValueError(f"{argument} must be a positive integer. Received: {argument}={limit!r}")
+        if limit >= len(self):
+            return self
+        return self.subset(np.sort(np.random.default_rng(seed).permutation(len(self))[:limit]))
+
 
 def load_arrays(images, labels, class_names=None):
     """Wrap numpy arrays as `ImageData`, checking them.

@@ -355,7 +355,7 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
     try:
         return _train(model, train_data, test_data, config, output_dir, verbose, callbacks, restart, settings,
                       distribution)
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM where the command line turns it into one (rir_keras.cli)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM where the command line turns it into one (rir_keras.commands.main)
         raise _stopped("interrupted", output_dir, config.epochs) from None
     except Exception as error:  # a disk full mid-write: h5py's, TensorFlow's and the OS's errors alike
         if _caused_by_interrupt(error):  # the interrupt came inside TensorFlow, which turned it into its own error
@@ -369,7 +369,7 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
 
 
 def _caused_by_interrupt(error):
-    """Whether a KeyboardInterrupt (Ctrl-C, or SIGTERM through rir_keras.cli) is among the causes and
+    """Whether a KeyboardInterrupt (Ctrl-C, or SIGTERM through rir_keras.commands.main) is among the causes and
     contexts of ``error``: one raised inside a C extension comes back as that library's error
     (``SystemError: ... returned a result with an exception set``, then TensorFlow's own)."""
     pending, seen = [error], set()

@@ -7,7 +7,7 @@ import pytest
 
 from rir_keras import analysis, training
 from rir_keras.applications import RiRNet, registry
-from rir_keras.cli import main
+from rir_keras.commands.main import main
 from rir_keras.data import load_split
 from rir_keras.layers import RiRConv2D
 

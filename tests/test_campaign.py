@@ -15,7 +15,7 @@ import pytest
 
 from rir_keras import recipes, runs, training
 from rir_keras.applications import RiRNet
-from rir_keras.cli import main
+from rir_keras.commands.main import main
 from rir_keras.data import load_split
 
 TINY_FLAGS = ["--width-multiplier", "0.125", "--batch-size", "32", "--no-jit", "--train-limit", "128",
@@ -90,7 +90,7 @@ def finished(process, log):
 
 
 def test_a_run_killed_and_continued_from_a_copy_ends_with_the_uninterrupted_weights(cli_env, tmp_path):
-    command = [sys.executable, "-m", "rir_keras.cli", "reproduce", "--table", "32", "--models", "rir32",
+    command = [sys.executable, "-m", "rir_keras.commands.main", "reproduce", "--table", "32", "--models", "rir32",
                "--seeds", "0", "--dataset", "cifar10-png-mini", "--recipe", "fast", "--epochs", "4", "--verbose", "0",
                *TINY_FLAGS]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
@@ -210,7 +210,7 @@ def test_status_of_a_folder_without_a_campaign_is_an_error(tmp_path, capsys):
 
 
 def test_time_to_accuracy_adds_up_the_logged_epochs_until_the_mark(tmp_path):
-    from rir_keras.applications.campaign import time_to_accuracy
+    from rir_keras.commands.campaign import time_to_accuracy
 
     (tmp_path / "log.csv").write_text("epoch,accuracy,loss,seconds,val_accuracy,val_loss\n"
                                       "0,0.5,1.0,600.0,0.85,1.0\n1,0.6,0.9,500.0,0.90,0.9\n2,0.7,0.8,400.0,0.95,0.8\n")

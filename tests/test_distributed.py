@@ -24,7 +24,7 @@ import pytest
 
 from rir_keras import distribute, runs, training
 from rir_keras.applications import RiRNet
-from rir_keras.cli import main
+from rir_keras.commands.main import main
 from rir_keras.data import load_split
 
 from conftest import REPO
@@ -236,7 +236,7 @@ def test_two_workers_stop_together_when_one_is_killed_and_continue_to_the_one_wo
 
 def test_a_cluster_that_never_comes_together_times_out_with_one_line(env, tmp_path):
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "rir_keras.cli", "train", "--model", "rir32", "--distribute",
+    done = subprocess.run([sys.executable, "-m", "rir_keras.commands.main", "train", "--model", "rir32", "--distribute",
                            "multi-worker", "--distribute-timeout", "3", "--output", str(tmp_path)],
                           env=cluster_env(env, free_ports(2), 0), capture_output=True, text=True, timeout=120)
     assert done.returncode == -signal.SIGKILL and time.monotonic() - started < 60  # by the watchdog

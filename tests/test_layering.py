@@ -1,7 +1,8 @@
-"""The three layers import only downward (docs/design.md, "A map of the code"): the core
-(`rir_keras/`) imports nothing of the zoo or the tuner, the zoo (`applications/`, installed as
-`rir_keras.applications`) nothing of the tuner (`tuning/`, `rir_keras.tuning`). Read from the
-source with `ast`, every import statement anywhere in a module, so nothing is imported here."""
+"""The four layers import only downward (docs/design.md, "A map of the code"): the core
+(`rir_keras/`) imports nothing of the zoo, the tuner or the commands; the zoo (`applications/`,
+installed as `rir_keras.applications`) nothing of the tuner (`tuning/`, `rir_keras.tuning`) or the
+commands; the tuner nothing of the commands (`rir_keras/commands/`, on top). Read from the source
+with `ast`, every import statement anywhere in a module, so nothing is imported here."""
 import ast
 import pathlib
 
@@ -10,8 +11,9 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # folder -> (its package, the packages above it that it must not import)
 LAYERS = {
-    "rir_keras": ("rir_keras", ("rir_keras.applications", "rir_keras.tuning")),
-    "applications": ("rir_keras.applications", ("rir_keras.tuning",)),
+    "rir_keras": ("rir_keras", ("rir_keras.applications", "rir_keras.tuning", "rir_keras.commands")),
+    "applications": ("rir_keras.applications", ("rir_keras.tuning", "rir_keras.commands")),
+    "tuning": ("rir_keras.tuning", ("rir_keras.commands",)),
 }
 
 

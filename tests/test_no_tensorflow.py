@@ -31,7 +31,7 @@ def env(data_dir, tmp_path_factory):
 
 
 def cli(*args):
-    return [sys.executable, "-m", "rir_keras.cli", *args]
+    return [sys.executable, "-m", "rir_keras.commands.main", *args]
 
 
 def backed_up_epochs(run):
@@ -74,7 +74,7 @@ def test_training_is_killed_after_its_first_epoch_and_resumes_without_tensorflow
     check = f"""
 import json, sys
 import rir_keras, keras
-from rir_keras.cli import main
+from rir_keras.commands.main import main
 assert keras.backend.backend() == "jax", keras.backend.backend()
 codes = [main(["export", {str(run / "model.keras")!r}, "--output", {str(tmp_path / "saved")!r}]),
          main(["evaluate", {str(run / "model.keras")!r}, "--dataset", "tfds:cifar10"]),

@@ -9,7 +9,7 @@ import pytest
 
 from rir_keras import precision, runs, training
 from rir_keras.applications import registry
-from rir_keras.cli import build_parser, main
+from rir_keras.commands.main import build_parser, main
 
 TINY_FLAGS = ["--width-multiplier", "0.125", "--batch-size", "32", "--no-jit", "--train-limit", "64",
               "--test-limit", "32", "--steps-per-epoch", "1", "--dataset", "cifar10-png-mini"]

@@ -459,7 +459,7 @@ def test_model_table_writes_the_cards_in_place(tmp_path):
 
 
 def test_cli_evaluates_shipped_weights(store, source, data_dir, monkeypatch, capsys):
-    from rir_keras.cli import main
+    from rir_keras.commands.main import main
 
     monkeypatch.setenv("RIR_KERAS_DATA", str(data_dir))
     assert main(["evaluate", "--model", "rir32", "--weights", "cifar10", "--dataset", "cifar10-png-mini",
@@ -473,7 +473,7 @@ def test_cli_evaluates_shipped_weights(store, source, data_dir, monkeypatch, cap
 
 
 def test_cli_evaluate_names_what_is_missing(empty_store, capsys):
-    from rir_keras.cli import main
+    from rir_keras.commands.main import main
 
     assert main(["evaluate", "--model", "rir32", "--dataset", "cifar10-png-mini"]) == 2
     assert "not available yet" in capsys.readouterr().err

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from rir_keras import reporting, runs, training
-from rir_keras.applications import RiRNet, command_line
-from rir_keras.cli import main
+from rir_keras.applications import RiRNet
+from rir_keras.commands import flags
+from rir_keras.commands.main import main
 from rir_keras.data import load_arrays, load_split
 
 TINY = dict(blocks_per_stage=(1, 1, 1), widths=(8, 8, 8))
@@ -80,7 +81,7 @@ def test_every_subcommand_checks_its_numbers(cli_env, tmp_path, capsys):
 
 def test_a_limit_beyond_the_data_is_a_warning(mini, capsys):
     train, _ = mini
-    assert len(command_line.subset(train, 1000, seed=0, argument="--train-limit")) == len(train)
+    assert len(flags.sample(train, 1000, seed=0, flag="--train-limit")) == len(train)
     assert "--train-limit=1000 is more than the 64 images there are" in capsys.readouterr().err
 
 
@@ -269,7 +270,7 @@ def rir_keras(*args, data_dir=None, **kwargs):
     """``rir-keras ARGS`` in a process of its own, as a user runs it (a crash of h5py or TensorFlow ends
     that process, not the tests)."""
     env = {**os.environ, **({"RIR_KERAS_DATA": str(data_dir)} if data_dir else {})}
-    return subprocess.run([sys.executable, "-m", "rir_keras.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "rir_keras.commands.main", *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=600, **kwargs)
 
 
@@ -356,7 +357,7 @@ def test_every_file_a_run_writes_stops_it_with_one_line_on_a_full_disk(small_dis
 
 def start_rir_keras(*args, data_dir):
     env = {**os.environ, "RIR_KERAS_DATA": str(data_dir)}
-    return subprocess.Popen([sys.executable, "-m", "rir_keras.cli", *map(str, args)], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "rir_keras.commands.main", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -390,7 +391,7 @@ def test_a_command_prints_no_tensorflow_start_up_log_unless_asked(tmp_path, data
     # "failed call to cuInit" on a machine without a GPU), TF_CPP_MIN_LOG_LEVEL=3 or not.
     model = tmp_path / "model.keras"
     RiRNet(**TINY).save(model)
-    command = [sys.executable, "-m", "rir_keras.cli", "evaluate", model, "--dataset",
+    command = [sys.executable, "-m", "rir_keras.commands.main", "evaluate", model, "--dataset",
                data_dir / "cifar10-png-mini.tar.gz", "--limit", "8"]
     environ = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     for level in (None, "3", "0"):

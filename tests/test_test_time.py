@@ -7,7 +7,7 @@ import pytest
 
 from rir_keras import test_time, training
 from rir_keras.applications import RiRNet
-from rir_keras.cli import main
+from rir_keras.commands.main import main
 from rir_keras.data import load_split
 
 TINY = dict(blocks_per_stage=(1, 1, 1), widths=(8, 8, 8))

@@ -1,8 +1,8 @@
 """Training, resumption and the train/evaluate/reproduce commands, on tiny models and the mini archive."""
+import argparse
 import json
 import os
-
-import argparse
+import re
 
 import keras
 import numpy as np
@@ -10,8 +10,9 @@ import pytest
 
 from rir_keras import data as datasets
 from rir_keras import reporting, runs, training
-from rir_keras.applications import RiRNet, command_line, registry, train_cli
-from rir_keras.cli import main
+from rir_keras.applications import RiRNet, registry
+from rir_keras.commands import flags, train as train_command
+from rir_keras.commands.main import main
 from rir_keras.data import load_arrays, load_split
 from rir_keras.preprocessing import model_preprocessing
 
@@ -167,12 +168,12 @@ def test_seed_fixes_the_initial_weights(cli_env, monkeypatch):
     monkeypatch.setattr(training, "train", lambda model, *args, **kwargs: handed.append(model.get_weights()) or {})
     monkeypatch.setattr(reporting, "write_json", lambda *args: None)
     parser = argparse.ArgumentParser()
-    train_cli.add_train(parser.add_subparsers())
-    data = command_line.load_data(parser.parse_args(["train", "--model", "rir32", "--dataset", "cifar10-png-mini", *TINY_FLAGS]))
+    train_command.add_train(parser.add_subparsers())
+    data = flags.load_data(parser.parse_args(["train", "--model", "rir32", "--dataset", "cifar10-png-mini", *TINY_FLAGS]))
     for seed in ("3", "3", "4"):
         args = parser.parse_args(["train", "--model", "rir32", "--seed", seed, *TINY_FLAGS])
         keras.utils.set_random_seed(99)  # whatever state came before
-        train_cli.train_one("rir32", args, *data, "unused")
+        train_command.train_one("rir32", args, *data, "unused")
     same, other = ([np.array_equal(a, b) for a, b in zip(handed[0], run)] for run in handed[1:])
     assert all(same) and not all(other)
 
@@ -218,22 +219,25 @@ def test_auto_preprocessing_follows_the_dataset_name(dataset, family):
 def test_preprocessing_flag_resolves_to_the_constructor_argument():
     pixels = np.random.default_rng(0).integers(0, 256, size=(20, 4, 4, 3)).astype("uint8")
     data = load_arrays(pixels, np.arange(20) % 2)
-    flags = lambda dataset, value: argparse.Namespace(dataset=dataset, preprocessing=value)  # noqa: E731
-    assert command_line.preprocessing(flags("cifar100-mini", "auto"), data) == "cifar100"
-    assert command_line.preprocessing(flags("mnist", "cifar10"), data) == "cifar10"
-    assert command_line.preprocessing(flags("cifar10", "none"), data) is None
-    mean, std = command_line.preprocessing(flags("/data/shapes.tar.gz", "auto"), data)  # not CIFAR: its own statistics
+    given = lambda dataset, value: argparse.Namespace(dataset=dataset, preprocessing=value)  # noqa: E731
+    assert flags.preprocessing(given("cifar100-mini", "auto"), data) == "cifar100"
+    assert flags.preprocessing(given("mnist", "cifar10"), data) == "cifar10"
+    assert flags.preprocessing(given("cifar10", "none"), data) is None
+    mean, std = flags.preprocessing(given("/data/shapes.tar.gz", "auto"), data)  # not CIFAR: its own statistics
     np.testing.assert_allclose(mean, pixels.reshape(-1, 3).mean(axis=0))
     np.testing.assert_allclose(std, pixels.reshape(-1, 3).std(axis=0))
     model = RiRNet(**TINY, input_shape=(4, 4, 3), preprocessing=(mean, std))
     np.testing.assert_allclose(model_preprocessing(model), (mean, std), rtol=1e-6)
 
 
-def test_subset_is_seeded_and_checked(mini):
+def test_a_sample_is_seeded_and_checked(mini):
     train, _ = mini
-    first = command_line.subset(train, 10, seed=3, argument="--train-limit")
-    again = command_line.subset(train, 10, seed=3, argument="--train-limit")
+    first, again, other = train.sample(10, seed=3), train.sample(10, seed=3), train.sample(10, seed=4)
     np.testing.assert_array_equal(first.images, again.images)
-    assert len(first) == 10
+    assert len(first) == 10 and not np.array_equal(first.images, other.images)
+    assert train.sample(None) is train and train.sample(len(train) + 1) is train
+    for wrong in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match=re.escape(f"limit={wrong!r}")):
+            train.sample(wrong)
     with pytest.raises(ValueError, match="--train-limit=0"):
-        command_line.subset(train, 0, seed=3, argument="--train-limit")
+        flags.sample(train, 0, seed=3, flag="--train-limit")

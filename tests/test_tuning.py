@@ -23,8 +23,8 @@ import pytest
 
 from rir_keras import data as datasets
 from rir_keras import training
-from rir_keras.applications import command_line, registry
-from rir_keras.cli import main
+from rir_keras.applications import registry
+from rir_keras.commands.main import main
 from rir_keras.layers import BlockShortcut, RiRConv2D
 from rir_keras.preprocessing import model_preprocessing
 from rir_keras.tuning import RiRHyperModel, grid_size, load_best, load_grid, preset_names, validate_grid
@@ -57,7 +57,7 @@ def subprocess_env(**extra):
 
 
 def start_tune(args, log_path, **env):
-    command = [sys.executable, "-c", "import sys; from rir_keras.cli import main; sys.exit(main())", *args]
+    command = [sys.executable, "-c", "import sys; from rir_keras.commands.main import main; sys.exit(main())", *args]
     log = open(log_path, "w", encoding="utf-8")
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=subprocess_env(**env)), log
 
@@ -274,10 +274,10 @@ def test_tune_cli_end_to_end(tmp_path, data_dir, capsys):
     assert record["val_accuracy"] == pytest.approx(float(rows[0]["val_accuracy"]))
     assert record["hyperparameters"]["optimizer"] == rows[0]["optimizer"]
     best = load_best(str(project))
-    test = command_line.subset(datasets.load_split(data_dir / "cifar10-png-mini.tar.gz", "test"), 32, 0, "--test-limit")
+    test = datasets.load_split(data_dir / "cifar10-png-mini.tar.gz", "test").sample(32, 0)
     config = training.TrainConfig(**record["train_config"])
     images = training.batches(test, config, training=False)[0][0]
-    train = command_line.subset(datasets.load_split(data_dir / "cifar10-png-mini.tar.gz", "train"), 32, 0, "--train-limit")
+    train = datasets.load_split(data_dir / "cifar10-png-mini.tar.gz", "train").sample(32, 0)
     grid = load_grid(grid_file)
     hypermodel = RiRHyperModel("rir_3x10", grid, train, config, {**{k: v for k, v in spec.options.items() if k not in grid}, "preprocessing": spec.preprocessing})
     reference = hypermodel.build(hyperparameters(grid, **record["hyperparameters"]))

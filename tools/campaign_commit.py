@@ -85,7 +85,7 @@ def stray_backups(campaign):
 def describe(campaign):
     """One clause per run with a finished epoch: ``resnet32 seed 0 9/30 (71.02%)``."""
     from rir_keras import runs
-    from rir_keras.applications import campaign as campaign_lib
+    from rir_keras.commands import campaign as campaign_lib
 
     parts = []
     for name, seed, run in campaign_lib.runs_of(campaign, campaign_lib.read_plan(campaign)):

@@ -87,7 +87,7 @@ while waiting $n; do
     n=$((n + 1))
     call $n 2 --stages wide10,wide100 --volume-mib 0.5 --budget 300
 done
-PYTHONPATH="$DRY/site-2" KERAS_BACKEND=jax JAX_PLATFORMS=cpu "$venv/bin/python" -P -m rir_keras.cli reproduce \
+PYTHONPATH="$DRY/site-2" KERAS_BACKEND=jax JAX_PLATFORMS=cpu "$venv/bin/python" -P -m rir_keras.commands.main reproduce \
     --status "$DRY/results/table32-cifar10-paper-gpu"
 python3 - "$DRY/results" "$DRY/live-2/results" "$n" <<'PY'
 import glob, json, os, sys

@@ -406,7 +406,7 @@ def table_models(table):
 def python_command(*args):
     # -P: not the working directory first on sys.path, where the source tree's rir_keras (without its
     # applications and tuning subpackages, which setup.py maps from other folders) would shadow the installed one.
-    return [sys.executable, "-P", "-m", "rir_keras.cli", *args]
+    return [sys.executable, "-P", "-m", "rir_keras.commands.main", *args]
 
 
 class Runner:
@@ -498,7 +498,7 @@ class Runner:
         (Table 1's model.keras, about 4 MiB, comes back whole)."""
         if TRAINING_STAGES[stage][0] == "32":
             return
-        from rir_keras.applications.command_line import load_model_file
+        from rir_keras.commands.flags import load_model_file
 
         for model, run in runs.items():
             target, source = os.path.join(run, WEIGHTS_FILE), os.path.join(run, "model.keras")
@@ -545,7 +545,7 @@ class Runner:
                         log(f"{stage} {model}: stopped after epoch {epochs} ({why})")
                         stopped.add(model)
                         # SIGKILL, right after the backup: nothing finished is lost, and it stops at once.
-                        # SIGTERM is now handled in Python (rir_keras.cli), and a short epoch could end first.
+                        # SIGTERM is now handled in Python (rir_keras.commands.main), and a short epoch could end first.
                         os.killpg(process.pid, signal.SIGKILL)
                 if self.budget.left() <= 0 and process.poll() is None:
                     log(f"{stage} {model}: killed at the budget's end, mid-epoch (resumes from epoch {epochs})")
@@ -565,7 +565,7 @@ class Runner:
     def report(self, name, plan):
         """results.md (finished models beside the paper) and the status table, as `reproduce` writes them."""
         from rir_keras import reporting
-        from rir_keras.applications import campaign
+        from rir_keras.commands import campaign
 
         folder = os.path.join(self.live, name)
         reporting.write_text(campaign.results_table(folder, plan), os.path.join(folder, "results.md"))

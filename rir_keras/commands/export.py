@@ -3,11 +3,12 @@ import argparse
 import os
 
 from rir_keras import export
-from rir_keras.applications import command_line, registry
+from rir_keras.applications import registry
+from rir_keras.commands import flags
 
 PREPROCESSING = ("cifar10", "cifar100")
 # The flags that say how a --model was built (a .keras file knows); the model flags of training only.
-BUILD_FLAGS = ("classes", "image_size", "preprocessing", *command_line.MODEL_OPTIONS)
+BUILD_FLAGS = ("classes", "image_size", "preprocessing", *flags.MODEL_OPTIONS)
 TRAINING_ONLY = ("weight_decay", "kernel_initializer")
 
 
@@ -17,16 +18,16 @@ def load_model(args):
         raise ValueError("give either a MODEL.keras file or --model NAME --weights FILE. "
                          f"Received: model_file={args.model_file!r}, --model={args.model!r}")
     if args.model_file is not None:
-        command_line.refuse_flags(args, ("weights", *BUILD_FLAGS), "a .keras model file carries how it was built "
+        flags.refuse_flags(args, ("weights", *BUILD_FLAGS), "a .keras model file carries how it was built "
                                   "(its options, classes, image size and preprocessing), so flags that say it go "
                                   "with --model NAME --weights FILE only")
-        return command_line.load_model_file(args.model_file)
+        return flags.load_model_file(args.model_file)
     record = registry.record(args.model)  # unknown names raise ValueError listing the known ones
     if args.weights is None:
         raise ValueError(f"--model needs --weights FILE.weights.h5 (the trained weights). Received: --model={args.model!r}")
     if not os.path.isfile(args.weights):
         raise FileNotFoundError(f"weights file not found: {args.weights!r}")
-    options = command_line.model_options(args)
+    options = flags.model_options(args)
     options.pop("weight_decay", None)  # the recipe's default: a training setting, no flag here (refused above)
     return record.build(input_shape=(args.image_size or 32,) * 2 + (3,), classes=args.classes or 10,
                         weights=args.weights, preprocessing=args.preprocessing or record.preprocessing, **options)
@@ -40,13 +41,13 @@ def describe(preprocessing):
 
 
 def run_export(args):
-    command_line.refuse_flags(args, TRAINING_ONLY, "a training setting changes no weight and no prediction of a "
+    flags.refuse_flags(args, TRAINING_ONLY, "a training setting changes no weight and no prediction of a "
                                                    "trained model")
     if args.format == "keras":
-        command_line.refuse_flags(args, ("top_k", "class_names"), "the .keras format outputs the model's own "
+        flags.refuse_flags(args, ("top_k", "class_names"), "the .keras format outputs the model's own "
                                   "probabilities: top-k outputs are for the saved_model and onnx formats")
     elif args.top_k is None:
-        command_line.refuse_flags(args, ("class_names",), "class names are those of the top_k_names output: give "
+        flags.refuse_flags(args, ("class_names",), "class names are those of the top_k_names output: give "
                                                           "--top-k too")
     if os.path.lexists(args.output) and not args.overwrite:
         raise ValueError(f"output already exists; pass --overwrite to replace it. Received: --output={args.output!r}")
@@ -88,6 +89,6 @@ def add_export(subparsers):
     group.add_argument("--preprocessing", choices=PREPROCESSING,
                        help="the statistics its preprocessing layer normalizes by (default: cifar10); a model "
                             "trained with other statistics: export its .keras file, which carries them")
-    command_line.add_model_arguments(parser)
-    parser.set_defaults(func=command_line.checked(run_export))
+    flags.add_model_arguments(parser)
+    parser.set_defaults(func=flags.checked(run_export))
 

@@ -3,17 +3,16 @@ import argparse
 
 from rir_keras import analysis
 from rir_keras import data as datasets
-from rir_keras.applications import command_line
-from rir_keras.applications.command_line import load_model_file, subset
+from rir_keras.commands import flags
 
 
 def run_analyze(args):
-    model = load_model_file(args.model_file)
+    model = flags.load_model_file(args.model_file)
     analysis.generalized_layers(model)  # fail before loading data when the model has no streams
     data = None
     if not args.norms_only:
         split = datasets.load_split(args.dataset, args.split, data_dir=args.data_dir)
-        data = subset(split, args.limit, args.seed, "--limit")
+        data = flags.sample(split, args.limit, args.seed, "--limit")
     report = analysis.analyze(model, data, batch_size=args.batch_size)  # the model normalizes its inputs itself
     report.update(model_file=args.model_file)
     if data is not None:
@@ -42,4 +41,4 @@ def add_analyze(subparsers):
     parser.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--norms-only", action="store_true", help="quadrant norms only: no data, no ablation")
-    parser.set_defaults(func=command_line.checked(run_analyze))
+    parser.set_defaults(func=flags.checked(run_analyze))

@@ -7,7 +7,8 @@ import keras
 
 from rir_keras import data as datasets
 from rir_keras import distribute, precision, training
-from rir_keras.applications import command_line, registry
+from rir_keras.applications import registry
+from rir_keras.commands import flags
 from rir_keras.runs import TrainingStopped
 from rir_keras.tuning import grid as grids
 from rir_keras.tuning.hypermodel import RiRHyperModel
@@ -18,7 +19,7 @@ from rir_keras.tuning.search import (ChiefLost, GridSearch, describe_devices, pr
 def model_options(args, grid):
     """The constructor options held fixed: `rir-keras train`'s model flags for the axes the grid
     leaves out, then ``--model-option NAME=VALUE`` pairs (values read as YAML)."""
-    options = {k: v for k, v in command_line.model_options(args).items() if k not in grid}
+    options = {k: v for k, v in flags.model_options(args).items() if k not in grid}
     for pair in args.model_option:
         name, equals, text = pair.partition("=")
         if not equals or not name:
@@ -40,7 +41,7 @@ def validation_data(args, train, test):
 def refuse_overridden_flags(args, grid, defaults):
     """The grid's values win, so a flag of a hyperparameter it sets would be ignored: refused instead."""
     given = [name for name in grid if getattr(args, name) != defaults[name]]
-    command_line.refuse_flags(args, given, f"the grid {args.grid!r} sets these hyperparameters")
+    flags.refuse_flags(args, given, f"the grid {args.grid!r} sets these hyperparameters")
 
 
 def trial_distribution(args):
@@ -59,13 +60,13 @@ def run_tune(args, flag_defaults):
     refuse_overridden_flags(args, grid, flag_defaults)
     options = model_options(args, grid)
     distribution = trial_distribution(args)
-    train, test = command_line.load_data(args)
+    train, test = flags.load_data(args)
     train, validation, validation_source = validation_data(args, train, test)
-    config = command_line.train_config(args)
+    config = flags.train_config(args)
     for batch_size in grid.get("batch_size", [config.batch_size]):
         distribution.check_batches(batch_size, len(train), len(validation), config.steps_per_epoch)
     if "preprocessing" not in options:  # a --model-option preprocessing=... wins over --preprocessing
-        options["preprocessing"] = command_line.preprocessing(args, train)
+        options["preprocessing"] = flags.preprocessing(args, train)
     chosen = precision.use(args.precision, argument="--precision")  # of this machine: not in run.json
     hypermodel = RiRHyperModel(args.model, grid, train, config, options, distribution=distribution)
     project = args.project_name or args.model
@@ -141,9 +142,9 @@ def add_tune(subparsers):
     parser.add_argument("--chief-timeout", type=float, default=3600, metavar="SECONDS",
                         help="several machines: a worker waits this long for a chief that does not answer "
                              "(a restarted chief takes it back), then ends with an error")
-    command_line.add_data_arguments(parser)
-    command_line.add_model_arguments(parser)
-    command_line.add_fit_arguments(parser)
-    command_line.add_distribute_arguments(parser)
+    flags.add_data_arguments(parser)
+    flags.add_model_arguments(parser)
+    flags.add_fit_arguments(parser)
+    flags.add_distribute_arguments(parser)
     defaults = {name: parser.get_default(name) for name in grids.HYPERPARAMETERS}
-    parser.set_defaults(func=command_line.checked(lambda args: run_tune(args, defaults)))
+    parser.set_defaults(func=flags.checked(lambda args: run_tune(args, defaults)))

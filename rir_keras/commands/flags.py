@@ -1,7 +1,7 @@
 """What the subcommands share: their data, model and training flags, and how they read them.
 
-Only the command-line modules (``*_cli.py``) import this module; the library itself (the
-registry, training, the tuner's hypermodel) never does.
+Only the subcommands (the modules of ``rir_keras.commands``) import this module; the library itself
+(the registry, training, the tuner's hypermodel) never does.
 """
 import argparse
 import functools
@@ -165,17 +165,13 @@ def distribution(args, command):
     return distribute.setup(args.distribute, args.distribute_timeout, program=f"rir-keras {command}")
 
 
-def subset(data, limit, seed, argument):
-    if limit is None:
-        return data
-    if limit < 1:
-        raise ValueError(f"{argument} must be a positive integer. Received: {argument}={limit}")
-    if limit > len(data):
-        print(f"rir-keras: warning: {argument}={limit} is more than the {len(data)} images there are: "
+def sample(data, limit, seed, flag):
+    """``data.sample(limit, seed)`` (`rir_keras.data.ImageData.sample`), warning on stderr where
+    ``limit`` asks for more images than there are."""
+    if limit is not None and limit > len(data):
+        print(f"rir-keras: warning: {flag}={limit} is more than the {len(data)} images there are: "
               f"using all of them", file=sys.stderr)
-    if limit >= len(data):
-        return data
-    return data.subset(np.sort(np.random.default_rng(seed).permutation(len(data))[:limit]))
+    return data.sample(limit, seed, argument=flag)
 
 
 def load_data(args):
@@ -186,8 +182,8 @@ def load_data(args):
     if unseen:  # classes come from every split: one only the test split has would never be trained
         raise ValueError(f"the {args.train_split!r} split of {args.dataset} has no images of class "
                          f"{', '.join(unseen)}, which another split has. Received: --train-split={args.train_split!r}")
-    return (subset(train, args.train_limit, args.seed, "--train-limit"),
-            subset(test, args.test_limit, args.seed, "--test-limit"))
+    return (sample(train, args.train_limit, args.seed, "--train-limit"),
+            sample(test, args.test_limit, args.seed, "--test-limit"))
 
 
 def preprocessing(args, train_data):

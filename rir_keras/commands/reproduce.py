@@ -4,8 +4,10 @@ import os
 
 from rir_keras import data as datasets
 from rir_keras import reporting, runs
-from rir_keras.applications import campaign, command_line, registry
-from rir_keras.applications.train_cli import train_one
+from rir_keras.applications import registry
+from rir_keras.commands import campaign, flags
+from rir_keras.commands.train import train_one
+
 
 def run_reproduce(args):
     if args.status:
@@ -18,12 +20,12 @@ def run_reproduce(args):
             raise ValueError(f"--models must name models of table {args.table} ({', '.join(members)}). "
                              f"Received: --models={name}")
     seeds = args.seeds if args.seeds is not None else [args.seed]
-    distribution = command_line.distribution(args, "reproduce")
-    train_data, test_data = command_line.load_data(args)
+    distribution = flags.distribution(args, "reproduce")
+    train_data, test_data = flags.load_data(args)
     with runs.exclusive(args.output):
         plan = {"table": args.table, "models": names, "seeds": seeds, "recipe": args.recipe,
                 "dataset": str(args.dataset), "family": datasets.dataset_family(args.dataset) or "",
-                "epochs": command_line.train_config(args).epochs}
+                "epochs": flags.train_config(args).epochs}
         reporting.write_json(plan, os.path.join(args.output, "campaign.json"))
         for name, seed, folder in campaign.runs_of(args.output, plan):
             train_one(name, argparse.Namespace(**{**vars(args), "seed": seed}), train_data, test_data, folder,
@@ -53,9 +55,9 @@ def add_reproduce(subparsers):
                         help="print each run's epochs done and left, last accuracy and ETA of the campaign in DIR; "
                              "train nothing")
     parser.add_argument("--restart", action="store_true", help="start every run of the table over")
-    command_line.add_verbose_argument(parser)
-    command_line.add_data_arguments(parser)
-    command_line.add_model_arguments(parser)
-    command_line.add_fit_arguments(parser)
-    command_line.add_distribute_arguments(parser)
-    parser.set_defaults(func=command_line.checked(run_reproduce))
+    flags.add_verbose_argument(parser)
+    flags.add_data_arguments(parser)
+    flags.add_model_arguments(parser)
+    flags.add_fit_arguments(parser)
+    flags.add_distribute_arguments(parser)
+    parser.set_defaults(func=flags.checked(run_reproduce))

@@ -9,8 +9,8 @@ from rir_keras import data as datasets
 from rir_keras import preprocessing as preprocessing_lib
 from rir_keras import precision, runs, test_time, training
 from rir_keras.distribute import NONE as ONE_DEVICE
-from rir_keras.applications import command_line, pretrained, registry
-from rir_keras.applications.command_line import subset
+from rir_keras.applications import pretrained, registry
+from rir_keras.commands import flags
 
 
 def train_one(name, args, train_data, test_data, output_dir, restart=False, distribution=ONE_DEVICE):
@@ -19,18 +19,18 @@ def train_one(name, args, train_data, test_data, output_dir, restart=False, dist
     precision.use(args.precision, argument="--precision")  # a property of the session, not in run.json
     with distribution.scope():
         keras.utils.set_random_seed(args.seed)  # the initial weights are part of what --seed fixes
-        spec = command_line.model_spec(name, args, train_data)
+        spec = flags.model_spec(name, args, train_data)
         model = spec.build()
         settings = {"spec": spec.to_dict(), "recipe": args.recipe, "dataset": str(args.dataset),
                     "data": datasets.data_identity(args.dataset),
                     "train_split": args.train_split, "test_split": args.test_split}
-        return training.train(model, train_data, test_data, command_line.train_config(args), output_dir,
+        return training.train(model, train_data, test_data, flags.train_config(args), output_dir,
                               verbose=args.verbose, restart=restart, settings=settings, distribution=distribution)
 
 
 def run_train(args):
-    distribution = command_line.distribution(args, "train")
-    train_data, test_data = command_line.load_data(args)
+    distribution = flags.distribution(args, "train")
+    train_data, test_data = flags.load_data(args)
     with runs.exclusive(args.output):
         results = train_one(args.model, args, train_data, test_data, args.output, restart=args.restart,
                             distribution=distribution)
@@ -46,11 +46,11 @@ def run_evaluate(args):
         model = pretrained.build(args.model, args.weights or "cifar10")
         source = {"model": args.model, "weights": args.weights or "cifar10"}
     else:
-        command_line.refuse_flags(args, ("weights",), "a .keras model file holds its weights: --weights names "
+        flags.refuse_flags(args, ("weights",), "a .keras model file holds its weights: --weights names "
                                                       "the shipped weights of a --model")
-        model = command_line.load_model_file(args.model_file)
+        model = flags.load_model_file(args.model_file)
         source = {"model_file": args.model_file}
-    test = subset(datasets.load_split(args.dataset, args.split, data_dir=args.data_dir), args.limit, 0, "--limit")
+    test = flags.sample(datasets.load_split(args.dataset, args.split, data_dir=args.data_dir), args.limit, 0, "--limit")
     report = {**source, "dataset": str(args.dataset), "data": datasets.data_identity(args.dataset), "split": args.split,
               "images": len(test), "preprocessing": preprocessing_lib.model_preprocessing(model),
               **training.score(model, test, args.batch_size)}  # the model normalizes the raw images itself
@@ -68,12 +68,12 @@ def add_train(subparsers):
     parser.add_argument("--output", default="runs/train", help="folder for logs, model, results")
     parser.add_argument("--restart", action="store_true",
                         help="start over: delete what OUTPUT holds (a run, finished or not) and train anew")
-    command_line.add_verbose_argument(parser)
-    command_line.add_data_arguments(parser)
-    command_line.add_model_arguments(parser)
-    command_line.add_fit_arguments(parser)
-    command_line.add_distribute_arguments(parser)
-    parser.set_defaults(func=command_line.checked(run_train))
+    flags.add_verbose_argument(parser)
+    flags.add_data_arguments(parser)
+    flags.add_model_arguments(parser)
+    flags.add_fit_arguments(parser)
+    flags.add_distribute_arguments(parser)
+    parser.set_defaults(func=flags.checked(run_train))
 
 
 def add_evaluate(subparsers):
@@ -94,4 +94,4 @@ def add_evaluate(subparsers):
     parser.add_argument("--tta", default="none", choices=test_time.TTA_MODES,
                         help="test-time augmentation, reported beside the single-view figure: flip averages "
                              "the predictions of each image and its mirror image")
-    parser.set_defaults(func=command_line.checked(run_evaluate))
+    parser.set_defaults(func=flags.checked(run_evaluate))

@@ -1,0 +1,109 @@
+"""The `rir-keras` program (``python -m rir_keras.commands.main`` runs it too).
+
+Each subcommand lives in a module of this folder, which adds its parser with a function
+``add(subparsers)`` that sets ``func`` on it (`SUBCOMMANDS`). Errors come out as one line with exit
+status 2; the library names its parameters (``batch_size=128``, ``restart=True``), and `in_flags`
+says the flags that set them instead (``--batch-size=128``, ``--restart``).
+"""
+import argparse
+import contextlib
+import importlib
+import re
+import signal
+import sys
+
+from rir_keras.dependencies import MissingDependency
+from rir_keras.runs import TrainingStopped
+
+# name: (module of rir_keras.commands, its function that adds the subparser)
+SUBCOMMANDS = {
+    "train": ("train", "add_train"),
+    "evaluate": ("train", "add_evaluate"),
+    "reproduce": ("reproduce", "add_reproduce"),
+    "export": ("export", "add_export"),
+    "convert": ("convert", "add_convert"),
+    "analyze": ("analyze", "add_analyze"),
+    "tune": ("tune", "add_tune"),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="rir-keras",
+        description="Resnet in Resnet for Keras 3: train, evaluate, reproduce, tune, export, analyze.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in sorted(SUBCOMMANDS):
+        module, function = SUBCOMMANDS[name]
+        try:
+            add = getattr(importlib.import_module(f"rir_keras.commands.{module}"), function)
+        except ImportError as error:  # one command missing a package must not take the others down
+            add = _unavailable(name, error)
+        add(subparsers)
+    return parser
+
+
+def _unavailable(name, error):
+    def fail(args):
+        raise RuntimeError(f"the {name!r} command could not be loaded: {error}")
+
+    def add(subparsers):
+        parser = subparsers.add_parser(name, help=f"(unavailable: {error})")
+        parser.set_defaults(func=fail)
+
+    return add
+
+
+def in_flags(message, parser):
+    """``message`` with each ``parameter=value`` it names, where ``parser`` has a flag of that
+    destination, written as that flag: ``--batch-size=128``; a switch set to True as the bare flag
+    (``restart=True``: ``--restart``)."""
+    flags = {action.dest: action for action in parser._actions if action.option_strings}
+
+    def flag(match):
+        action = flags.get(match.group(1))
+        if action is None:
+            return match.group(0)
+        option = max(action.option_strings, key=len)
+        if action.nargs == 0 and match.group(2) == "True":
+            return option
+        return f"{option}={match.group(2)}"
+
+    return re.sub(r"(?<![\w.-])([a-z][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|\[[^\]]*\]|[^\s,;)]*)", flag, message)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """Within the block, SIGTERM (what a scheduler, ``kill`` or ``docker stop`` sends) raises
+    KeyboardInterrupt as Ctrl-C does, so a command stops the same way: saying what it keeps."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        with terminate_as_interrupt():
+            return args.func(args) or 0
+    except (ValueError, OSError, MissingDependency, TrainingStopped) as error:
+        # Bad input, a file or disk problem (missing, read-only, full), a missing package, training
+        # interrupted or diverged: one line, exit status 2.
+        message = " ".join(str(error).split()) or type(error).__name__
+        subparser = parser._subparsers._group_actions[0].choices[args.command]
+        print(f"rir-keras {args.command}: error: {in_flags(message, subparser)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rir-keras {args.command}: error: interrupted", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
