@@ -3,19 +3,17 @@
 One private builder, ``_classifier``, takes a ``body`` function and adds the input, the head and
 the checks; the public constructors are thin.
 """
-import collections
 import dataclasses
 import functools
-import json
 import numbers
 import os
 
-import h5py
 import keras
 
 from rir_keras import preprocessing as preprocessing_lib
-from rir_keras.applications import pretrained
+from rir_keras.applications import weights_store
 from rir_keras.blocks import LayerSpec, conv_bn, stage
+from rir_keras.weights_file import load_weights
 
 ARCHITECTURES = {
     # name: (generalized residual layers, outer shortcuts)
@@ -87,76 +85,18 @@ def _input(input_tensor, input_shape, min_size):
     return input_tensor
 
 
-def _saved_shapes(path):
-    """The shapes of the variables stored in a ``.weights.h5`` file, sorted."""
-    shapes = []
-    with h5py.File(path, "r") as file:
-        file.visititems(lambda _, item: shapes.append(tuple(item.shape)) if isinstance(item, h5py.Dataset) else None)
-    return sorted(shapes)
-
-
-# Options that change how a layer trains, not the function it computes: ignored when comparing.
-_TRAINING_ONLY = ("name", "trainable", "dtype", "momentum", "seed")
-
-
-def _architecture(model):
-    """Each layer's class, name and the configuration that decides its function, the input excepted."""
-    def functional(config):
-        return {key: value for key, value in config.items() if key not in _TRAINING_ONLY
-                and not key.endswith(("_initializer", "_regularizer", "_constraint"))}
-
-    return [(type(layer).__name__, layer.name, json.loads(json.dumps(functional(layer.get_config()), default=str)))
-            for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-
-
-def _check_same_architecture(model, saved):
-    """Raise unless ``saved`` computes the same function as ``model`` for the same weights; the error
-    names the first layer that differs and, where only its settings do, each one: saved against built."""
-    mine, theirs = _architecture(model), _architecture(saved)
-    for index, (ours, stored) in enumerate(zip(mine, theirs)):
-        if ours == stored:
-            continue
-        if ours[:2] != stored[:2]:
-            raise ValueError(f"layer {index + 1} is {stored[0]} {stored[1]!r} in the file but {ours[0]} {ours[1]!r} "
-                             "in the model")
-        differing = sorted(key for key in set(ours[2]) | set(stored[2]) if ours[2].get(key) != stored[2].get(key))
-        raise ValueError(f"layer {index + 1}, {ours[0]} {ours[1]!r}, differs: " + ", ".join(
-            f"{key}={stored[2].get(key)!r} in the file, {ours[2].get(key)!r} in the model" for key in differing))
-    if len(mine) != len(theirs):
-        raise ValueError(f"the file's model has {len(theirs)} layers, this one {len(mine)}")
-
-
 def _load_weights(model, weights):
-    if pretrained.is_requested(weights):  # weights="cifar10", checked by the constructor (pretrained.request)
-        pretrained.load_into(model, weights)
+    if weights_store.is_requested(weights):  # weights="cifar10", checked by the constructor (weights_store.request)
+        weights_store.load_into(model, weights)
         return
     if not isinstance(weights, (str, os.PathLike)):
-        raise ValueError(f"weights must be None, {', '.join(map(repr, pretrained.WEIGHTS_NAMES))} or the path to a "
+        raise ValueError(f"weights must be None, {', '.join(map(repr, weights_store.WEIGHTS_NAMES))} or the path to a "
                          f"weights file. Received: weights={weights!r}")
     path = os.fspath(weights)
     if not os.path.isfile(path):
-        raise ValueError(f"weights file not found: weights must be None, {', '.join(map(repr, pretrained.WEIGHTS_NAMES))} "
+        raise ValueError(f"weights file not found: weights must be None, {', '.join(map(repr, weights_store.WEIGHTS_NAMES))} "
                          f"or the path to a .weights.h5 or .keras file. Received: weights={path!r}")
-    try:
-        if path.endswith(".keras"):
-            saved = keras.saving.load_model(path, compile=False)
-            _check_same_architecture(model, saved)
-            model.set_weights(saved.get_weights())
-            return
-        # Keras loads a file holding MORE layers than the model without complaint (it keeps the
-        # first ones), so compare every stored shape with the model's before loading.
-        expected = sorted(tuple(weight.shape) for weight in model.weights)
-        saved = _saved_shapes(path)
-        if saved != expected:
-            extra = sorted((collections.Counter(saved) - collections.Counter(expected)).elements())
-            missing = sorted((collections.Counter(expected) - collections.Counter(saved)).elements())
-            raise ValueError(f"the file holds {len(saved)} variables, the model {len(expected)}; shapes only in the "
-                             f"file: {extra[:3] or 'none'}, only in the model: {missing[:3] or 'none'}")
-        model.load_weights(path)
-    except Exception as error:  # mismatched shapes or layer counts, or not a weights file
-        raise ValueError(
-            f"weights file does not match model {model.name!r} ({error}). Received: weights={path!r}"
-        ) from error
+    load_weights(model, path)
 
 
 def _dense_head(x, classes, spec):
@@ -289,7 +229,8 @@ def _family(architecture, blocks_per_stage, widths, head, default_name):
                     identity="init", transient_ratio=0.5, width_multiplier=1.0, weight_decay=0.0,
                     kernel_initializer="he_normal", forget_gate=False, include_preprocessing=True,
                     preprocessing="cifar10"):
-        weights = pretrained.request(default_name, dict(locals()))  # "cifar10": checked against these options
+        # "cifar10": checked against these options; the store rebuilds the record's model with this constructor
+        weights = weights_store.request(default_name, dict(locals()), constructor)
         return RiRNet(blocks_per_stage, 2, widths, architecture, head=head, include_top=include_top,
                       weights=weights, input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
                       classes=classes, classifier_activation=classifier_activation, name=name,

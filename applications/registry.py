@@ -2,13 +2,13 @@
 
 A `Record` holds what the package knows about a model: its constructor and fixed options, the
 group of the paper it belongs to (``rir-keras reproduce --table GROUP``), the paper's figures for
-it, its default preprocessing and classes, and the weights the training campaign ships for it.
+it, its default preprocessing and classes, and the weights shipped for it.
 The command line, the tuner, the benchmarks, the weights store and the docs all read the records.
 
 Facts that belong to something else stay there, and a record reads them: the paper's tables
 (with rows of other papers' networks) in `rir_keras.applications.paper`, a dataset's statistics
 and class names in `rir_keras.preprocessing`, a shipped file's measurements in the weights
-manifest (`rir_keras.applications.pretrained`). A record's default preprocessing and classes are
+manifest (`rir_keras.applications.weights_store`). A record's default preprocessing and classes are
 its constructor's defaults, read from its signature.
 
 A `ModelSpec` is how a file says which model it holds: registry name, constructor options,
@@ -21,7 +21,7 @@ import inspect
 from typing import Callable
 
 from rir_keras import preprocessing as preprocessing_lib
-from rir_keras.applications import networks, paper, pretrained
+from rir_keras.applications import networks, paper, weights_store
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +50,6 @@ class Record:
     constructor: Callable  # the public constructor, e.g. networks.RiR32
     options: dict = dataclasses.field(default_factory=dict)  # fixed options, e.g. {"forget_gate": True}
     group: str = None  # the key of its `Group`, or None for a model outside the paper's experiments
-    weights: tuple = ()  # weights names the training campaign ships, e.g. ("cifar10",)
 
     def build(self, **kwargs):
         """The model, built with the record's options, then ``kwargs``."""
@@ -104,11 +103,7 @@ class Record:
 
     def shipped(self, weights="cifar10"):
         """The weights manifest's record of ``weights`` for this model, or None (not shipped yet)."""
-        return pretrained.record(self.name, weights)
-
-
-CAMPAIGN_WEIGHTS = ("cifar10", "cifar10_paper")  # Table 1's models: the zoo's best and the paper's recipe
-WIDE_WEIGHTS = ("cifar10", "cifar100")  # Tables 2 and 3's: the lent GPU's stages wide10 and wide100 (tools/gpu/)
+        return weights_store.record(self.name, weights)
 
 
 def _sweep(blocks, layers):
@@ -124,14 +119,14 @@ SWEEP = ((15, 2), (3, 10), (6, 5), (15, 5), (9, 3))
 _FORGET = {"forget_gate": True}
 
 RECORDS = {record.name: record for record in (
-    Record("cnn32", networks.CNN32, group="32", weights=CAMPAIGN_WEIGHTS),
-    Record("resnet32", networks.ResNet32, group="32", weights=CAMPAIGN_WEIGHTS),
-    Record("resnet_init32", networks.ResNetInit32, group="32", weights=CAMPAIGN_WEIGHTS),
-    Record("rir32", networks.RiR32, group="32", weights=CAMPAIGN_WEIGHTS),
-    Record("cnn18_wide", networks.CNN18Wide, group="18-wide", weights=WIDE_WEIGHTS),
-    Record("resnet18_wide", networks.ResNet18Wide, group="18-wide", weights=WIDE_WEIGHTS),
-    Record("resnet_init18_wide", networks.ResNetInit18Wide, group="18-wide", weights=WIDE_WEIGHTS),
-    Record("rir18_wide", networks.RiR18Wide, group="18-wide", weights=WIDE_WEIGHTS),
+    Record("cnn32", networks.CNN32, group="32"),
+    Record("resnet32", networks.ResNet32, group="32"),
+    Record("resnet_init32", networks.ResNetInit32, group="32"),
+    Record("rir32", networks.RiR32, group="32"),
+    Record("cnn18_wide", networks.CNN18Wide, group="18-wide"),
+    Record("resnet18_wide", networks.ResNet18Wide, group="18-wide"),
+    Record("resnet_init18_wide", networks.ResNetInit18Wide, group="18-wide"),
+    Record("rir18_wide", networks.RiR18Wide, group="18-wide"),
     *(_sweep(blocks, layers) for blocks, layers in SWEEP),
     Record("all_cnn_c", networks.AllCNNC, group="all-cnn"),
     Record("all_cnn_c_resnet_init", networks.AllCNNC, {"resnet_init": True}, group="all-cnn"),
@@ -161,11 +156,6 @@ def build(name, **kwargs):
 def group_members(key):
     """The registry names of group ``key``, in the paper's order (Table 1: CNN, ResNet, ResNet Init, RiR)."""
     return tuple(r.name for r in RECORDS.values() if r.group == key)
-
-
-def shipping(weights):
-    """The registry names whose ``weights`` the training campaign ships (shipped or not yet)."""
-    return tuple(r.name for r in RECORDS.values() if weights in r.weights)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,8 @@ import zlib
 import keras
 import numpy as np
 
+from rir_keras.dependencies import MissingDependency
+
 DATA_ENV_VAR = "RIR_KERAS_DATA"
 TFDS_PREFIX = "tfds:"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -470,8 +472,6 @@ def _load_tfds(name, split, data_dir, prepared_only=False):
     try:
         import tensorflow_datasets as tfds
     except ImportError as exc:
-        from rir_keras.dependencies import MissingDependency
-
         raise MissingDependency(
             f"Loading dataset {name!r} from tensorflow-datasets needs the packages "
             "tensorflow-datasets and tensorflow (pip install 'rir_keras[tensorflow]'). Without them, use a "

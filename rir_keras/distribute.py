@@ -54,6 +54,8 @@ import zlib
 
 import keras
 
+from rir_keras.runs import TrainingStopped
+
 MODES = ("none", "auto", "data-parallel", "multi-worker")
 DEFAULT_TIMEOUT = 600.0
 JAX_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
@@ -135,8 +137,6 @@ class Distribution:
             try:
                 yield
             except lost as error:
-                from rir_keras.runs import TrainingStopped
-
                 raise TrainingStopped(_lost_worker_message(error, self)) from None
 
     @property

@@ -19,7 +19,8 @@ from keras import ops
 from rir_keras.applications import (
     AllCNNC, CNN32, ModelSpec, ResNet32, ResNetInit32, RiR18Wide, RiR32, RiRNet, build, names, record,
 )
-from rir_keras.applications.registry import group_members, shipping
+from rir_keras.applications.registry import group_members
+from rir_keras.applications.weights_store import shipping
 from rir_keras import preprocessing as preprocessing_lib
 from rir_keras.preprocessing import (
     CIFAR10_CLASSES, CIFAR100_CLASSES, decode_predictions, preprocess_input, statistics,

@@ -41,3 +41,30 @@ def test_each_layer_imports_only_downward(folder):
     upward = [f"{path.relative_to(REPO)} imports {name}" for path in modules
               for name in imported_modules(path) if name.startswith(above)]
     assert upward == []
+
+
+def imports_in_functions(path):
+    """The modules of this package that ``path`` imports inside a function (where an import that
+    would close a circle at module level hides)."""
+    for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(function):
+                if isinstance(node, ast.Import):
+                    yield from (alias.name for alias in node.names if alias.name.startswith("rir_keras"))
+                elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rir_keras"):
+                    yield node.module
+
+
+def test_imports_in_functions_finds_the_hidden_ones(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("import rir_keras.data\nimport json\ndef f():\n    import os\n    from rir_keras import runs\n"
+                      "class C:\n    def g(self):\n        import rir_keras.training\n")
+    assert list(imports_in_functions(source)) == ["rir_keras", "rir_keras.training"]
+
+
+@pytest.mark.parametrize("folder", sorted(LAYERS) + ["rir_keras/commands"])
+def test_no_module_imports_the_package_inside_a_function(folder):
+    modules = sorted((REPO / folder).glob("*.py"))
+    hidden = [f"{path.relative_to(REPO)} imports {name} in a function" for path in modules
+              for name in imports_in_functions(path)]
+    assert hidden == []

@@ -22,9 +22,15 @@ from keras import ops
 
 from rir_keras import data as datasets
 from rir_keras import runs, test_time
-from rir_keras.applications import CNN32, RiRNet, RiR18Wide, RiR32, pretrained, registry
+from rir_keras.applications import CNN32, RiRNet, RiR18Wide, RiR32, pretrained, registry, weights_store
 from rir_keras.preprocessing import CIFAR10_CLASSES, preprocess_input
 from conftest import load_script
+
+
+def model_table():
+    """benchmarks/model_table.py, which writes the model cards of docs/models.md."""
+    return load_script("benchmarks/model_table.py")
+
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -61,8 +67,8 @@ def write_record(store, name, model, options, top1=0.5, test_images=10_000):
     os.makedirs(store, exist_ok=True)
     temporary = os.path.join(store, "new.weights.h5")
     model.save_weights(temporary)
-    digest = pretrained.sha256(temporary)
-    file = pretrained.file_name(name, "cifar10", digest)
+    digest = weights_store.sha256(temporary)
+    file = weights_store.file_name(name, "cifar10", digest)
     os.replace(temporary, os.path.join(store, file))
     correct = int(top1 * test_images)
     options = dict(options)
@@ -78,9 +84,9 @@ def write_record(store, name, model, options, top1=0.5, test_images=10_000):
         "backend": keras.backend.backend(), "backend_version": "x", "date": "2026-01-01", "machine": "test",
         "training": {},
     }
-    manifest = pretrained.read_manifest(store)
+    manifest = weights_store.read_manifest(store)
     manifest.setdefault(name, {})["cifar10"] = entry
-    with open(pretrained.manifest_path(store), "w", encoding="utf-8") as handle:
+    with open(weights_store.manifest_path(store), "w", encoding="utf-8") as handle:
         json.dump(manifest, handle)
     return entry
 
@@ -100,7 +106,7 @@ def shipped_store(tmp_path_factory, source):
 
 @pytest.fixture
 def store(shipped_store, monkeypatch):
-    monkeypatch.setattr(pretrained, "STORE", shipped_store)
+    monkeypatch.setattr(weights_store, "STORE", shipped_store)
     return shipped_store
 
 
@@ -109,13 +115,13 @@ def empty_store(tmp_path, monkeypatch):
     folder = tmp_path / "weights"
     folder.mkdir()
     (folder / "manifest.json").write_text("{}")
-    monkeypatch.setattr(pretrained, "STORE", str(folder))
+    monkeypatch.setattr(weights_store, "STORE", str(folder))
     return str(folder)
 
 
 def test_the_store_is_valid(store):
     assert pretrained.check_manifest() == 1
-    assert [entry["spec"]["registry_name"] for entry in pretrained.records()] == ["rir32"]
+    assert [entry["spec"]["registry_name"] for entry in weights_store.records()] == ["rir32"]
 
 
 def test_loads_and_predicts_as_the_source(store, source):
@@ -177,8 +183,8 @@ def test_fewer_input_channels_refused(store):
 def test_corrupted_or_missing_file_refused(store, tmp_path, monkeypatch):
     copy = str(tmp_path / "copy")
     shutil.copytree(store, copy)
-    monkeypatch.setattr(pretrained, "STORE", copy)
-    path = os.path.join(copy, pretrained.record("rir32")["file"])
+    monkeypatch.setattr(weights_store, "STORE", copy)
+    path = os.path.join(copy, weights_store.record("rir32")["file"])
     data = bytearray(open(path, "rb").read())
     data[len(data) // 2] ^= 0xFF  # one flipped byte
     open(path, "wb").write(bytes(data))
@@ -225,14 +231,14 @@ def test_unknown_string_refused(empty_store, weights):
 def test_committed_manifest_is_valid():
     """The package's own store: a well-formed manifest (``{}`` until weights ship), every file it
     names present with its SHA-256 and hashed name, and no file without a record."""
-    for store in (str(REPO / "applications" / "weights"), pretrained.STORE):  # the repository's, the installed one
-        with open(pretrained.manifest_path(store), encoding="utf-8") as handle:
+    for store in (str(REPO / "applications" / "weights"), weights_store.STORE):  # the repository's, the installed one
+        with open(weights_store.manifest_path(store), encoding="utf-8") as handle:
             assert isinstance(json.load(handle), dict)
         count = pretrained.check_manifest(store)
-        for entry in pretrained.records(store):
-            assert pretrained.FILE_PATTERN.match(entry["file"])
+        for entry in weights_store.records(store):
+            assert weights_store.FILE_PATTERN.match(entry["file"])
             assert entry["spec"]["registry_name"] in CAMPAIGN and entry["seed"] == 0
-        assert count == len(pretrained.records(store))
+        assert count == len(weights_store.records(store))
 
 
 def test_check_manifest_finds_problems(store, tmp_path):
@@ -260,17 +266,17 @@ def test_check_manifest_finds_problems(store, tmp_path):
 
 
 def test_model_cards_from_the_manifest(store, empty_store, monkeypatch):
-    assert "None has shipped yet" in pretrained.model_cards(empty_store)
-    cards = pretrained.model_cards(store)
+    assert "None has shipped yet" in model_table().model_cards(empty_store)
+    cards = model_table().model_cards(store)
     assert "### `rir32`, `weights=\"cifar10\"`" in cards and "None has shipped yet" not in cards
     assert ('Still in training (see docs/results.md): `weights="cifar10"` for `cnn32`, `resnet32`, `resnet_init32`, '
             '`cnn18_wide`, `resnet18_wide`, `resnet_init18_wide`, `rir18_wide`; `weights="cifar10_paper"` for `cnn32`, '
             '`resnet32`, `resnet_init32`, `rir32`; `weights="cifar100"` for `cnn18_wide`, `resnet18_wide`, '
             '`resnet_init18_wide`, `rir18_wide`.') in " ".join(cards.split())
     assert ('`RiR18Wide` take `weights="cifar100"` (CIFAR-100, recipe `long` or `fast`)') in " ".join(cards.split())
-    assert 'model = RiR32(weights="cifar10")' in cards and "RiR32(weights" not in pretrained.model_cards(empty_store)
+    assert 'model = RiR32(weights="cifar10")' in cards and "RiR32(weights" not in model_table().model_cards(empty_store)
     assert "rir-keras evaluate --model rir32 --weights cifar10 --dataset cifar10" in cards
-    assert all(f"`{field}`" in cards for field in pretrained.RECORD_FIELDS)
+    assert all(f"`{field}`" in cards for field in weights_store.RECORD_FIELDS)
 
 
 # --------------------------------------------------------------------------- the shipping tool
@@ -325,7 +331,7 @@ def test_ship_weights_tool(tmp_path, ship_weights, mini_test, source, monkeypatc
     assert entry["top1_flip"] == entry["correct_flip"] / len(mini_test)
     with h5py.File(os.path.join(store, entry["file"]), "r") as file:
         assert "optimizer" not in file  # weights only
-    monkeypatch.setattr(pretrained, "STORE", store)
+    monkeypatch.setattr(weights_store, "STORE", store)
     x = raw_images()
     np.testing.assert_array_equal(predict(pretrained.build("rir32"), x), predict(source, x))
     with pytest.raises(ship_weights.ShipError, match="--replace"):
@@ -348,7 +354,7 @@ def test_ship_weights_ranks_recipes_and_checks_the_data(tmp_path, ship_weights, 
     assert entry["weights"] == "cifar10" and entry["recipe"] == "long"
     with pytest.raises(ship_weights.ShipError, match="'long' recipe, which ranks before 'fast'"):
         ship_weights.ship(str(tmp_path / "fast"), mini_test, store=store, dataset_sha256=digest, replace=True)
-    assert pretrained.record("rir32", store=store)["recipe"] == "long" and pretrained.check_manifest(store) == 1
+    assert weights_store.record("rir32", store=store)["recipe"] == "long" and pretrained.check_manifest(store) == 1
 
 
 def test_ship_weights_names_weights_after_the_recipe(tmp_path, ship_weights, mini_test, source, monkeypatch):
@@ -368,10 +374,10 @@ def test_ship_weights_names_weights_after_the_recipe(tmp_path, ship_weights, min
     assert entry["file"].startswith("rir32-cifar10_paper-") and entry["training"]["correct"] == entry["correct"] + 2
     assert entry["command"] == "rir-keras evaluate --model rir32 --weights cifar10_paper --dataset cifar10"
     assert pretrained.check_manifest(store) == 2
-    monkeypatch.setattr(pretrained, "STORE", store)
+    monkeypatch.setattr(weights_store, "STORE", store)
     x = raw_images()
     np.testing.assert_array_equal(predict(RiR32(weights="cifar10_paper", **TINY), x), predict(source, x))
-    assert "its own final evaluation there: " in pretrained.model_cards(store)
+    assert "its own final evaluation there: " in model_table().model_cards(store)
     make_run(str(tmp_path / "same"), source, mini_test, off_by=1, recipe="paper")  # this engine: exact
     with pytest.raises(ship_weights.ShipError, match="0 may differ"):
         ship_weights.ship(str(tmp_path / "same"), mini_test, store=store, replace=True)
@@ -395,7 +401,7 @@ def test_ship_weights_refuses(tmp_path, ship_weights, mini_test, source, problem
         os.makedirs(os.path.join(run, "backup"))
     with pytest.raises(ship_weights.ShipError, match=message):
         ship_weights.ship(run, mini_test, store=store)
-    assert pretrained.read_manifest(store) == {}  # nothing written
+    assert weights_store.read_manifest(store) == {}  # nothing written
     assert not os.path.isdir(store) or os.listdir(store) == []
 
 
@@ -405,7 +411,7 @@ def test_ship_weights_takes_a_wide_run_on_cifar100_from_its_weights_alone(tmp_pa
     ships as weights="cifar100", measured on the CIFAR-100 test split with the class names of the data;
     the same checks as Table 1's (here: the data by SHA-256, the weights name's data)."""
     test = datasets.load_split(str(data_dir.parent / "cifar100" / "cifar100-mini.tar.gz"), "test")
-    assert list(test.class_names) == pretrained.WEIGHTS_NAMES["cifar100"]["classes"]
+    assert list(test.class_names) == weights_store.WEIGHTS_NAMES["cifar100"]["classes"]
     options = {**TINY, "weight_decay": 1e-4}
     wide = randomized(RiR18Wide(classes=100, preprocessing="cifar100", **options))
     run, store, digest = tmp_path / "run", str(tmp_path / "weights"), "c" * 64
@@ -424,11 +430,11 @@ def test_ship_weights_takes_a_wide_run_on_cifar100_from_its_weights_alone(tmp_pa
     assert entry["weights"] == "cifar100" and entry["dataset"] == "CIFAR-100" and entry["classes"] == list(test.class_names)
     assert entry["command"] == "rir-keras evaluate --model rir18_wide --weights cifar100 --dataset cifar100"
     assert entry["file"].startswith("rir18_wide-cifar100-") and pretrained.check_manifest(store) == 1
-    monkeypatch.setattr(pretrained, "STORE", store)
+    monkeypatch.setattr(weights_store, "STORE", store)
     x = raw_images()
     np.testing.assert_array_equal(predict(RiR18Wide(weights="cifar100", classes=100, preprocessing="cifar100", **TINY), x),
                                   predict(wide, x))
-    assert 'model = RiR18Wide(weights="cifar100", classes=100, preprocessing=\'cifar100\')' in pretrained.model_cards(store)
+    assert 'model = RiR18Wide(weights="cifar100", classes=100, preprocessing=\'cifar100\')' in model_table().model_cards(store)
     with pytest.raises(ValueError, match="not available yet.*Received: weights='cifar10'$"):
         RiR18Wide(weights="cifar10", **TINY)  # its CIFAR-10 run has not shipped
     paper = tmp_path / "paper"
@@ -445,7 +451,7 @@ def test_ship_weights_takes_a_wide_run_on_cifar100_from_its_weights_alone(tmp_pa
 def test_docs_carry_the_model_cards():
     """docs/models.md holds the section `benchmarks/model_table.py --cards` writes from the manifest."""
     text = (REPO / "docs" / "models.md").read_text(encoding="utf-8")
-    assert pretrained.model_cards() in text, "regenerate it: .venv/bin/python benchmarks/model_table.py --cards --output docs/models.md"
+    assert model_table().model_cards() in text, "regenerate it: .venv/bin/python benchmarks/model_table.py --cards --output docs/models.md"
 
 
 def test_model_table_writes_the_cards_in_place(tmp_path):
@@ -482,7 +488,7 @@ def test_cli_evaluate_names_what_is_missing(empty_store, capsys):
 
 
 SHIPPED = [(entry["spec"]["registry_name"], entry["weights"])
-           for entry in pretrained.records(str(REPO / "applications" / "weights"))]
+           for entry in weights_store.records(str(REPO / "applications" / "weights"))]
 
 
 @pytest.mark.parametrize("name, weights",
@@ -492,7 +498,7 @@ def test_shipped_weights_classify_as_their_record_says(name, weights, data_dir):
     test split (20 per class, all in the full test split the record was measured on) the model scores
     its record's top-1 within four binomial standard deviations. Untrained or misloaded weights
     score about 10%."""
-    entry = pretrained.record(name, weights)
+    entry = weights_store.record(name, weights)
     model = registry.record(name).build(weights=weights)
     correct, images = pretrained.measure(model, datasets.load_split(data_dir / "cifar10-png-mini.tar.gz", "test"))
     top1 = entry["top1"]
@@ -502,7 +508,7 @@ def test_shipped_weights_classify_as_their_record_says(name, weights, data_dir):
 
 def test_the_wheel_carries_the_store(tmp_path):
     """A non-editable install gets the manifest and every weights file it names: the wheel built
-    from this repository holds them where `pretrained.STORE` looks."""
+    from this repository holds them where `weights_store.STORE` looks."""
     offline = importlib.util.find_spec("setuptools") and importlib.util.find_spec("wheel")
     isolation = ["--no-build-isolation"] if offline else []  # else pip fetches setuptools to build
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *isolation, str(REPO),
@@ -510,5 +516,5 @@ def test_the_wheel_carries_the_store(tmp_path):
     assert build.returncode == 0, build.stderr[-3000:]
     names = set(zipfile.ZipFile(next(tmp_path.glob("rir_keras-*.whl"))).namelist())
     store = "rir_keras/applications/weights/"
-    shipped = {store + entry["file"] for entry in pretrained.records(str(REPO / "applications" / "weights"))}
+    shipped = {store + entry["file"] for entry in weights_store.records(str(REPO / "applications" / "weights"))}
     assert {store + "manifest.json", *shipped} <= names

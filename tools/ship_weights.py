@@ -9,11 +9,11 @@ where that did not come back from the GPU (an 18-layer-wide run: tools/gpu/READM
 alone in ``model.weights.h5`` (``tools/gpu/runner.py collect`` joined it, SHA-256 checked); and no
 ``backup/`` (a run still going). The script
 
-1. checks the run: a model offered the weights name (``registry.shipping``: the 32-layer four take
+1. checks the run: a model offered the weights name (``weights_store.shipping``: the 32-layer four take
    ``"cifar10"`` and ``"cifar10_paper"``, the 18-layer-wide four ``"cifar10"`` and ``"cifar100"``),
    trained on the official data of that name (the archive it measures on, by SHA-256) with seed 0
    for all its epochs, its final test accuracy measured on the full test split, with a recipe that
-   names weights on its data (``pretrained.WEIGHTS_NAMES``): ``long`` and ``fast`` ship as
+   names weights on its data (``weights_store.WEIGHTS_NAMES``): ``long`` and ``fast`` ship as
    ``"cifar10"`` on CIFAR-10 and ``"cifar100"`` on CIFAR-100 (``fast`` never replaces ``long``),
    ``paper`` as ``"cifar10_paper"``;
 2. builds the model with the run's options, takes the weights of ``model.keras`` (the constructor
@@ -62,7 +62,7 @@ import numpy as np  # noqa: E402
 
 from rir_keras import preprocessing as preprocessing_lib  # noqa: E402
 from rir_keras import runs  # noqa: E402
-from rir_keras.applications import pretrained, registry  # noqa: E402
+from rir_keras.applications import pretrained, registry, weights_store  # noqa: E402
 from rir_keras.reporting import atomic_output, write_json  # noqa: E402
 
 STORE = os.path.join(REPO, "applications", "weights")  # the repository's store, whatever is installed
@@ -102,10 +102,10 @@ def weights_name(results, settings):
     """The weights name the run's recipe ships as on its data; ShipError for a recipe and data that name none."""
     recipe = recipe_name(results, settings)
     family = datasets.dataset_family(str(results.get("dataset", "")))
-    weights = pretrained.weights_for_recipe(recipe, family)
+    weights = weights_store.weights_for_recipe(recipe, family)
     if weights is None:
         known = ", ".join(f"{' and '.join(meaning['recipes'])} on {meaning['source']} as {name!r}"
-                          for name, meaning in pretrained.WEIGHTS_NAMES.items())
+                          for name, meaning in weights_store.WEIGHTS_NAMES.items())
         raise ShipError(f"the run's recipe is {recipe!r} on {results.get('dataset')!r}: only named recipes ship, "
                         f"on their data ({known})")
     return weights
@@ -117,8 +117,8 @@ def check_run(results, settings, weights):
         name = registry.ModelSpec.from_dict(results.get("spec"), source="results.json's spec").registry_name
     except ValueError as error:
         raise ShipError(str(error)) from error
-    if name not in registry.shipping(weights):
-        raise ShipError(f"model {name!r}: weights={weights!r} is offered for {', '.join(registry.shipping(weights))}")
+    if name not in weights_store.shipping(weights):
+        raise ShipError(f"model {name!r}: weights={weights!r} is offered for {', '.join(weights_store.shipping(weights))}")
     config = results.get("config", {})
     seeds = {config.get("seed"), settings.get("config", {}).get("seed", config.get("seed"))}
     if seeds != {0}:
@@ -128,7 +128,7 @@ def check_run(results, settings, weights):
     if epochs != config.get("epochs"):
         raise ShipError(f"the run logged {epochs} epochs of {config.get('epochs')}: ship a finished run's final epoch")
     base = os.path.basename(str(results.get("dataset", "")).rstrip("/")).lower()
-    official = pretrained.WEIGHTS_NAMES[weights]
+    official = weights_store.WEIGHTS_NAMES[weights]
     if datasets.dataset_family(base) != official["source"] or "mini" in base:
         raise ShipError(f"the run trained on {results.get('dataset')!r}, not the full {official['dataset']}")
     return name
@@ -167,11 +167,11 @@ def ship(folder, test_data, *, store=STORE, dataset="cifar10", dataset_sha256=No
     if results.get("test_images") != len(test_data):
         raise ShipError(f"the run's final test accuracy is on {results.get('test_images')} images, the test split "
                         f"has {len(test_data)}: ship a run measured on the full test split")
-    manifest = pretrained.read_manifest(store)
+    manifest = weights_store.read_manifest(store)
     previous = manifest.get(name, {}).get(weights)
     if previous and not replace:
         raise ShipError(f"{name} already has weights={weights!r} ({previous['file']}); pass --replace to replace them")
-    recipes = pretrained.WEIGHTS_NAMES[weights]["recipes"]
+    recipes = weights_store.WEIGHTS_NAMES[weights]["recipes"]
     recipe = recipe_name(results, settings)
     if previous and previous["recipe"] in recipes and recipes.index(previous["recipe"]) < recipes.index(recipe):
         raise ShipError(f"{name}'s weights={weights!r} come from the {previous['recipe']!r} recipe, which ranks "
@@ -184,7 +184,7 @@ def ship(folder, test_data, *, store=STORE, dataset="cifar10", dataset_sha256=No
     # Every option the run set, and the defaults of those that decide or describe the weights.
     trained = registry.ModelSpec.from_dict(results["spec"])
     defaults = registry.record(name).defaults
-    options = {**{key: defaults[key] for key in (*pretrained.FUNCTION_OPTIONS, *pretrained.TRAINING_OPTIONS,
+    options = {**{key: defaults[key] for key in (*weights_store.FUNCTION_OPTIONS, *weights_store.TRAINING_OPTIONS,
                                                  "include_preprocessing") if key in defaults},
                **trained.options}
     options.pop("preprocessing", None)
@@ -198,8 +198,8 @@ def ship(folder, test_data, *, store=STORE, dataset="cifar10", dataset_sha256=No
     try:
         temporary = os.path.join(staging, "weights.weights.h5")
         source.save_weights(temporary)  # an uncompiled model: weights only, no optimizer state
-        digest = pretrained.sha256(temporary)
-        file = pretrained.file_name(name, weights, digest)
+        digest = weights_store.sha256(temporary)
+        file = weights_store.file_name(name, weights, digest)
         os.replace(temporary, os.path.join(staging, file))
         trainable = sum(int(np.prod(weight.shape)) for weight in source.trainable_weights)
         history = results.get("history", {})
@@ -207,9 +207,9 @@ def ship(folder, test_data, *, store=STORE, dataset="cifar10", dataset_sha256=No
         run_folder = os.path.relpath(os.path.abspath(folder), REPO)
         entry = {
             "spec": spec.to_dict(), "weights": weights, "file": file, "sha256": digest,
-            "dataset": pretrained.WEIGHTS_NAMES[weights]["dataset"], "dataset_sha256": dataset_sha256,
+            "dataset": weights_store.WEIGHTS_NAMES[weights]["dataset"], "dataset_sha256": dataset_sha256,
             "train_split": results.get("train_split", "train"), "train_images": results.get("train_images"),
-            "split": pretrained.WEIGHTS_NAMES[weights]["split"], "test_images": len(test_data),
+            "split": weights_store.WEIGHTS_NAMES[weights]["split"], "test_images": len(test_data),
             "classes": list(test_data.class_names),
             "command": command(name, weights, dataset, batch_size), "recipe": recipe_name(results, settings),
             "config": results.get("config", {}), "epochs": len(history.get("epoch", [])),
@@ -223,18 +223,18 @@ def ship(folder, test_data, *, store=STORE, dataset="cifar10", dataset_sha256=No
                 "hours": round(sum(seconds) / 3600, 2) if seconds else None, "run": run_folder,
             }.items() if value is not None},
         }
-        if list(test_data.class_names) != pretrained.WEIGHTS_NAMES[weights]["classes"]:
+        if list(test_data.class_names) != weights_store.WEIGHTS_NAMES[weights]["classes"]:
             raise ShipError(f"the test split's classes {test_data.class_names} are not {weights}'s")
         # Measure the staged store: the file, the manifest record and the loading path that ship.
         staged = json.loads(json.dumps(manifest))
         staged.setdefault(name, {})[weights] = {**entry, "top1": 0.0, "correct": 0}
-        write_json(staged, pretrained.manifest_path(staging))
-        shipped_store, pretrained.STORE = pretrained.STORE, staging
+        write_json(staged, weights_store.manifest_path(staging))
+        shipped_store, weights_store.STORE = weights_store.STORE, staging
         try:
             model = pretrained.build(name, weights)
             correct, images = pretrained.measure(model, test_data, batch_size)
         finally:
-            pretrained.STORE = shipped_store
+            weights_store.STORE = shipped_store
         expected = int(round(results["test_accuracy"] * results["test_images"]))
         allowed = 0 if same_engine(results) else int(ENGINE_TOLERANCE * images)
         if abs(correct - expected) > allowed:
@@ -251,10 +251,10 @@ def ship(folder, test_data, *, store=STORE, dataset="cifar10", dataset_sha256=No
         target = os.path.join(store, file)
         with atomic_output(target) as temporary:
             shutil.copyfile(os.path.join(staging, file), temporary)
-        if pretrained.sha256(target) != digest:
+        if weights_store.sha256(target) != digest:
             raise ShipError(f"{target} was not written intact")
         manifest.setdefault(name, {})[weights] = entry
-        write_json(manifest, pretrained.manifest_path(store))
+        write_json(manifest, weights_store.manifest_path(store))
         if previous and previous["file"] != file and os.path.isfile(os.path.join(store, previous["file"])):
             os.remove(os.path.join(store, previous["file"]))  # replaced: keep the store to what ships
         pretrained.check_manifest(store)
@@ -281,17 +281,17 @@ def main(argv=None):
     except ShipError as error:
         print(f"ship_weights: {error}", file=sys.stderr)
         return 1
-    official = pretrained.WEIGHTS_NAMES[weights]
+    official = weights_store.WEIGHTS_NAMES[weights]
     args.dataset = args.dataset or official["source"]
     source = datasets.resolve_source(args.dataset)
     if source.startswith(datasets.TFDS_PREFIX) or os.path.basename(source) not in official["archives"]:
         parser.error(f"--dataset must resolve to {' or '.join(official['archives'])}, the official "
                      f"{official['dataset']} (weights={weights!r}); it resolves to {source!r}. "
                      f"Received: --dataset={args.dataset!r}")
-    test_data = datasets.load_split(source, pretrained.WEIGHTS_NAMES[weights]["split"])
+    test_data = datasets.load_split(source, weights_store.WEIGHTS_NAMES[weights]["split"])
     try:
         entry = ship(args.run_folder, test_data, store=args.store, dataset=args.dataset,
-                     dataset_sha256=pretrained.sha256(source), batch_size=args.batch_size, replace=args.replace)
+                     dataset_sha256=weights_store.sha256(source), batch_size=args.batch_size, replace=args.replace)
     except ShipError as error:
         print(f"ship_weights: {error}", file=sys.stderr)
         return 1

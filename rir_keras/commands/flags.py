@@ -10,6 +10,7 @@ import os
 import sys
 import zipfile
 
+import keras
 import numpy as np
 
 from rir_keras import data as datasets
@@ -237,10 +238,6 @@ def load_model_file(path):
     """The model saved in the ``.keras`` file ``path``, uncompiled; our layers registered for loading."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file not found: {path!r}")
-    import keras
-
-    import rir_keras  # noqa: F401  (registers our layers for loading)
-
     try:
         return keras.saving.load_model(path, compile=False)
     except (ValueError, OSError, zipfile.BadZipFile) as error:  # a file that is not a .keras model
