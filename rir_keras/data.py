@@ -258,7 +258,7 @@ def file_sha256(path):
 
 
 def dataset_family(dataset):
-    """"cifar100" or "cifar10" when the base name of the ``--dataset`` argument starts with it
+    """"cifar100" or "cifar10" when the base name of ``dataset`` (a source, as `load_split` takes) starts with it
     (``cifar10-mini``, ``data/cifar100.tar.gz``, ``tfds:cifar10``), else ``None``."""
     name = os.fspath(dataset)
     if name.startswith(TFDS_PREFIX):
@@ -485,8 +485,8 @@ def _load_tfds(name, split, data_dir, prepared_only=False):
             prepared = None
         if not prepared:
             known = (f"tensorflow-datasets has no prepared copy of it in data_dir={data_dir!r} (None: "
-                     f"~/tensorflow_datasets): --dataset tfds:{name} lets it download and prepare one (network "
-                     "access needed), or --data-dir names a folder where one is prepared") if prepared is False else \
+                     f"~/tensorflow_datasets): source='tfds:{name}' lets it download and prepare one (network "
+                     "access needed), or data_dir names a folder where one is prepared") if prepared is False else \
                 "it is not a tensorflow-datasets name either"
             raise ValueError(f"dataset {name!r}: {_archives_searched(name)}; {known}. Point {DATA_ENV_VAR} at a "
                              f"folder holding one of those archives. Received: dataset={name!r}")

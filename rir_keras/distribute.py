@@ -19,10 +19,10 @@ on every device); ``training.train(..., distribution=...)`` does the rest:
   all workers (128 on 4 GPUs: 32 each), and the learning rate is the recipe's: one step sees the same
   images as on one device, so a distributed run follows the one-device trajectory to float
   precision (tests/test_distributed.py checks it). To train with a larger global batch, set
-  ``--batch-size`` and ``--learning-rate`` yourself (Goyal et al.'s linear rule: both x k).
+  ``batch_size`` and ``learning_rate`` yourself (Goyal et al.'s linear rule: both x k).
 - **Every batch splits evenly.** The global batch, and the last, short batch of each split where one
   is left over, must divide by the number of devices (`check_batches`): a one-line ValueError says
-  which flag to change (``--steps-per-epoch`` drops a training remainder). Nothing is dropped or
+  which setting to change (``steps_per_epoch`` drops a training remainder). Nothing is dropped or
   padded silently, so the run means the same thing on any number of devices.
 - **Batch norm sees the global batch.** Under JAX's DataParallel the step is one program over the
   global batch, so its statistics are the global batch's already; under TensorFlow each replica
@@ -156,20 +156,20 @@ class Distribution:
         if not self.active or self.replicas == 1:
             return
         if batch_size % self.replicas:
-            raise ValueError(f"--distribute: the global batch of {batch_size} images does not split evenly over "
-                             f"{self.replicas} devices: choose a --batch-size divisible by {self.replicas}. "
-                             f"Received: --batch-size={batch_size}")
+            raise ValueError(f"distributed training: the global batch of {batch_size} images does not split evenly "
+                             f"over {self.replicas} devices: choose a batch_size divisible by {self.replicas}. "
+                             f"Received: batch_size={batch_size}")
         full, rest = divmod(train_images, batch_size)
         if rest % self.replicas and (steps_per_epoch is None or steps_per_epoch > full):
-            raise ValueError(f"--distribute: the last batch of the {train_images} training images holds {rest}, "
-                             f"which do not split evenly over {self.replicas} devices: change --batch-size or "
-                             f"--train-limit, or drop it with --steps-per-epoch {full}. "
-                             f"Received: --batch-size={batch_size}")
+            raise ValueError(f"distributed training: the last batch of the {train_images} training images holds "
+                             f"{rest}, which do not split evenly over {self.replicas} devices: change batch_size or "
+                             f"the number of training images, or drop it with steps_per_epoch={full}. "
+                             f"Received: batch_size={batch_size}")
         rest = test_images % batch_size
         if rest % self.replicas:
-            raise ValueError(f"--distribute: the last batch of the {test_images} test images holds {rest}, which "
-                             f"do not split evenly over {self.replicas} devices: change --batch-size or "
-                             f"--test-limit. Received: --batch-size={batch_size}")
+            raise ValueError(f"distributed training: the last batch of the {test_images} test images holds {rest}, "
+                             f"which do not split evenly over {self.replicas} devices: change batch_size or the "
+                             f"number of test images. Received: batch_size={batch_size}")
 
     def prepare(self, model):
         """Before compiling: TensorFlow's replicas normalize by the global batch's statistics."""
@@ -190,7 +190,7 @@ class Distribution:
         fingerprint = zlib.crc32(text.encode()) % 2**31  # fits JAX's default int32
         rows = self._gather([int(epochs), fingerprint])
         if len({row[1] for row in rows}) > 1:
-            raise ValueError("--distribute multi-worker: the workers were started with different settings (model, "
+            raise ValueError("multi-worker training: the workers were started with different settings (model, "
                              "options, recipe, data sizes): start every worker with the same command. "
                              f"Received: worker {self.worker}'s settings, fingerprint {fingerprint}")
         return min(row[0] for row in rows)
@@ -230,16 +230,16 @@ def setup(mode="none", timeout=DEFAULT_TIMEOUT, program="rir-keras", environ=Non
     """
     environ = os.environ if environ is None else environ
     if mode not in MODES:
-        raise ValueError(f"--distribute must be one of {', '.join(MODES)}. Received: --distribute={mode!r}")
+        raise ValueError(f"mode must be one of {', '.join(MODES)}. Received: mode={mode!r}")
     if mode == "none":
         return NONE
     if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
-        raise ValueError(f"--distribute-timeout must be a number of seconds > 0. Received: {timeout!r}")
+        raise ValueError(f"timeout must be a number of seconds > 0. Received: timeout={timeout!r}")
     backend = keras.backend.backend()
     if backend not in ("jax", "tensorflow"):
-        raise ValueError(f"--distribute needs the JAX or the TensorFlow backend (keras.distribution.DataParallel, "
+        raise ValueError(f"distributed training needs the JAX or the TensorFlow backend (keras.distribution.DataParallel, "
                          f"tf.distribute); Keras runs on {backend!r}: set KERAS_BACKEND=jax or tensorflow. "
-                         f"Received: --distribute={mode}")
+                         f"Received: mode={mode!r}")
     own, other = ("TF_CONFIG", "KERAS_DISTRIBUTION_JOB_ADDRESSES")
     if backend == "jax":
         own, other = other, own
@@ -255,11 +255,11 @@ def setup(mode="none", timeout=DEFAULT_TIMEOUT, program="rir-keras", environ=Non
                 "KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID")
         found = f"; {other} is set, which is for the {'JAX' if backend == 'tensorflow' else 'TensorFlow'} backend" \
             if environ.get(other) else ""
-        raise ValueError(f"--distribute multi-worker under the {backend} backend reads {hint}, which is not set"
-                         f"{found}. Received: --distribute=multi-worker")
+        raise ValueError(f"multi-worker training under the {backend} backend reads {hint}, which is not set"
+                         f"{found}. Received: mode='multi-worker'")
     if mode == "data-parallel" and environ.get(own):
-        raise ValueError(f"{own} is set, which describes several workers: use --distribute multi-worker (or unset "
-                         f"{own} to train on this host's devices). Received: --distribute=data-parallel")
+        raise ValueError(f"{own} is set, which describes several workers: use mode='multi-worker' (or unset "
+                         f"{own} to train on this host's devices). Received: mode='data-parallel'")
     if backend == "tensorflow":
         return _tensorflow(mode, timeout, program, environ)
     return _jax(mode, timeout, program, environ)
@@ -288,9 +288,9 @@ def _tensorflow(mode, timeout, program, environ):
                             tuple(strategy.extended.worker_devices), strategy, timeout, program)
     cluster, task_type, task_index, peers = parse_tf_config(environ.get("TF_CONFIG"))
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
-    with _watchdog(timeout, program, f"--distribute multi-worker: the workers of TF_CONFIG ({', '.join(peers)}) did "
+    with _watchdog(timeout, program, f"multi-worker training: the workers of TF_CONFIG ({', '.join(peers)}) did "
                                      f"not all start within {timeout:g} s: start every worker with the same cluster, "
-                                     f"check the addresses, or raise --distribute-timeout"):
+                                     f"check the addresses, or allow more time (timeout={timeout:g})"):
         strategy = _multi_worker_strategy_class()(communication_options=options)
     # TensorFlow's preemption notifier swallows SIGTERM (it only notes it); `kill` should stop a worker.
     with contextlib.suppress(ValueError, OSError):
@@ -363,7 +363,7 @@ def _lost_worker_message(error, distribution):
     tasks = sorted({int(i) for i in re.findall(r"/job:\w+/(?:replica:\d+/)?task:(\d+)", text)} - {distribution.worker})
     who = f"worker {tasks[0]}" if tasks else "another worker"
     reason = "a collective timed out" if "DeadlineExceeded" in type(error).__name__ else "it stopped answering"
-    return (f"--distribute multi-worker: {who} of the cluster is lost ({reason}: {text[:160]}); this worker stops "
+    return (f"multi-worker training: {who} of the cluster is lost ({reason}: {text[:160]}); this worker stops "
             f"too. Its output folder keeps the last finished epoch: run every worker's command again to continue")
 
 
@@ -377,9 +377,9 @@ def _jax(mode, timeout, program, environ):
         # On CPUs JAX's collectives across processes need an implementation (GPUs use NCCL).
         with contextlib.suppress(AttributeError, ValueError):
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        message = (f"--distribute multi-worker: the {processes} processes of KERAS_DISTRIBUTION_JOB_ADDRESSES "
+        message = (f"multi-worker training: the {processes} processes of KERAS_DISTRIBUTION_JOB_ADDRESSES "
                    f"({addresses}) did not all start within {timeout:g} s: start every process, check the "
-                   f"coordinator's address (the first), or raise --distribute-timeout")
+                   f"coordinator's address (the first), or allow more time (timeout={timeout:g})")
         with _watchdog(timeout, program, message):
             try:
                 keras.distribution.initialize()  # waits for every process (JAX gives up after 300 s)
@@ -402,13 +402,13 @@ def _jax_variables(environ):
     for name in JAX_VARIABLES[1:]:
         text = environ.get(name, "")
         if not text.strip().isdigit():
-            raise ValueError(f"--distribute multi-worker under JAX needs {name}, a non-negative integer. "
+            raise ValueError(f"multi-worker training under JAX needs {name}, a non-negative integer. "
                              f"Received: {name}={text!r}")
         values[name] = int(text)
     processes, process = values["KERAS_DISTRIBUTION_NUM_PROCESSES"], values["KERAS_DISTRIBUTION_PROCESS_ID"]
     listed = [a for a in addresses.split(",") if a.strip()]
     if processes < 1 or process >= processes or (len(listed) > 1 and len(listed) != processes):
-        raise ValueError(f"--distribute multi-worker: KERAS_DISTRIBUTION_PROCESS_ID must be below "
+        raise ValueError(f"multi-worker training: KERAS_DISTRIBUTION_PROCESS_ID must be below "
                          f"KERAS_DISTRIBUTION_NUM_PROCESSES, and KERAS_DISTRIBUTION_JOB_ADDRESSES list one address "
                          f"(the coordinator's) or one per process. Received: {addresses!r}, {processes}, {process}")
     for address in listed:

@@ -17,10 +17,18 @@ weight decay; docs/design.md says why): the recipe of the shipped ``weights="cif
 reach the paper's figures where ``fast`` stays 4-5 points under them.
 
 Weight decay is a model setting (the constructors' ``weight_decay``); the rest is a
-``TrainConfig``. The paper recipe's ``decay_epochs=None`` is 42 and 62 at 82 epochs, scaled with
-the epochs where a run overrides them.
+``TrainConfig``, which `Recipe.config` makes, with any setting overridden::
+
+    config = recipes.get("fast").config(epochs=10, seed=1)   # training.TrainConfig
+
+The paper recipe's ``decay_epochs=None`` is 42 and 62 at 82 epochs, scaled with the epochs where a
+run overrides them; a cosine recipe's warm-up keeps its share of the epochs.
 """
 import dataclasses
+
+from rir_keras import training
+
+CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(training.TrainConfig))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +41,21 @@ class Recipe:
     def settings(self):
         """Every setting of the recipe as one flat dict (weight decay included)."""
         return {"weight_decay": self.weight_decay, **self.training}
+
+    def config(self, **overrides):
+        """The recipe's `training.TrainConfig`, each of ``overrides`` (TrainConfig fields; None: the
+        recipe's) replacing its setting. Where ``epochs`` changes and ``warmup_epochs`` is not
+        given, the warm-up keeps its share of the epochs. A one-line ValueError names a parameter
+        that is not a field, or a value out of range."""
+        unknown = sorted(set(overrides) - set(CONFIG_FIELDS))
+        if unknown:
+            raise ValueError(f"{unknown[0]} is not a training setting (one of {', '.join(CONFIG_FIELDS)}). "
+                             f"Received: {unknown[0]}={overrides[unknown[0]]!r}")
+        given = {name: value for name, value in overrides.items() if value is not None}
+        fields = {**self.training, **given}
+        if "epochs" in given and "warmup_epochs" not in given:
+            fields["warmup_epochs"] = round(self.training["warmup_epochs"] * given["epochs"] / self.training["epochs"])
+        return training.TrainConfig(**fields)
 
 
 # `fast`'s settings; `long` is the same schedule over more epochs.

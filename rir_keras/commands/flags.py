@@ -20,6 +20,9 @@ from rir_keras.applications import registry
 
 PRECISIONS = precision.CHOICES
 PREPROCESSING = ("auto", "cifar10", "cifar100", "none")
+# The library's parameters that flags of other names set (the flags' destinations): how
+# `rir_keras.commands.main.in_flags` reads the library's errors.
+LIBRARY_NAMES = {"mode": "distribute", "timeout": "distribute_timeout", "source": "dataset"}
 # Constructor options the command line sets, and the flag of each.
 MODEL_OPTIONS = ("width_multiplier", "shortcut", "identity", "transient_ratio", "weight_decay", "kernel_initializer")
 
@@ -217,16 +220,10 @@ RECIPE_FIELDS = ("epochs", "batch_size", "optimizer", "learning_rate", "momentum
 
 
 def train_config(args):
-    """The recipe's TrainConfig with the flags' overrides."""
-    fields = {**recipes.get(args.recipe).training,
-              **{name: getattr(args, name) for name in RECIPE_FIELDS if getattr(args, name) is not None}}
-    recipe = recipes.get(args.recipe).training
-    if args.epochs is not None and args.warmup_epochs is None:  # the warm-up keeps its share of the epochs
-        fields["warmup_epochs"] = round(recipe["warmup_epochs"] * args.epochs / recipe["epochs"])
-    if args.no_augment:
-        fields["augment"] = False
-    return training.TrainConfig(**fields, steps_per_epoch=args.steps_per_epoch, seed=args.seed,
-                                jit_compile=False if args.no_jit else "auto")
+    """The recipe's TrainConfig (`rir_keras.recipes.Recipe.config`) with the flags' overrides."""
+    return recipes.get(args.recipe).config(
+        **{name: getattr(args, name) for name in RECIPE_FIELDS}, augment=False if args.no_augment else None,
+        steps_per_epoch=args.steps_per_epoch, seed=args.seed, jit_compile=False if args.no_jit else "auto")
 
 
 def add_verbose_argument(parser):

@@ -12,6 +12,7 @@ import re
 import signal
 import sys
 
+from rir_keras.commands import flags
 from rir_keras.dependencies import MissingDependency
 from rir_keras.runs import TrainingStopped
 
@@ -55,22 +56,32 @@ def _unavailable(name, error):
     return add
 
 
-def in_flags(message, parser):
-    """``message`` with each ``parameter=value`` it names, where ``parser`` has a flag of that
-    destination, written as that flag: ``--batch-size=128``; a switch set to True as the bare flag
-    (``restart=True``: ``--restart``)."""
+def in_flags(message, parser, aliases=None):
+    """``message``, from the library, in the words of ``parser``'s flags: each ``parameter=value``
+    where ``parser`` has a flag of that destination becomes ``--flag=value`` (a switch set to True the
+    bare flag: ``restart=True`` -> ``--restart``), and each bare parameter name with an underscore
+    the flag (``batch_size`` -> ``--batch-size``). ``aliases`` maps the library's names of parameters
+    that a flag of another name sets (``{"mode": "distribute"}``): only their ``name=value`` form
+    is translated."""
+    aliases = aliases or {}
     flags = {action.dest: action for action in parser._actions if action.option_strings}
 
-    def flag(match):
-        action = flags.get(match.group(1))
+    def action_of(name):
+        return flags.get(aliases.get(name, name))
+
+    def assignment(match):
+        action = action_of(match.group(1))
         if action is None:
             return match.group(0)
         option = max(action.option_strings, key=len)
-        if action.nargs == 0 and match.group(2) == "True":
-            return option
-        return f"{option}={match.group(2)}"
+        return option if action.nargs == 0 and match.group(2) == "True" else f"{option}={match.group(2)}"
 
-    return re.sub(r"(?<![\w.-])([a-z][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|\[[^\]]*\]|[^\s,;)]*)", flag, message)
+    def bare(match):
+        action = flags.get(match.group(1))
+        return match.group(0) if action is None else max(action.option_strings, key=len)
+
+    message = re.sub(r"(?<![\w.-])([a-z][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|\[[^\]]*\]|[^\s,;)]*)", assignment, message)
+    return re.sub(r"(?<![\w.=-])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?![\w=-])", bare, message)
 
 
 @contextlib.contextmanager
@@ -98,7 +109,8 @@ def main(argv=None):
         # interrupted or diverged: one line, exit status 2.
         message = " ".join(str(error).split()) or type(error).__name__
         subparser = parser._subparsers._group_actions[0].choices[args.command]
-        print(f"rir-keras {args.command}: error: {in_flags(message, subparser)}", file=sys.stderr)
+        message = in_flags(message, subparser, flags.LIBRARY_NAMES)
+        print(f"rir-keras {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"rir-keras {args.command}: error: interrupted", file=sys.stderr)

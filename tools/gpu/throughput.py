@@ -30,7 +30,7 @@ def measure(name, precision, batch_size, steps, repeats, width):
     keras.utils.set_random_seed(0)
     options = {} if width == 1 else {"width_multiplier": width}
     model = registry.build(name, input_shape=(32, 32, 3), classes=10, **options)
-    training.compile_model(model, training.TrainConfig(**recipes.get("paper").training), steps)
+    training.compile_model(model, recipes.get("paper").config(), steps)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (steps * batch_size, 32, 32, 3)).astype("float32")
     labels = rng.integers(0, 10, steps * batch_size).astype("int32")
