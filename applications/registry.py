@@ -102,8 +102,8 @@ class Record:
         return f"{self.constructor.__name__}({options})"
 
     def shipped(self, weights="cifar10"):
-        """The weights manifest's record of ``weights`` for this model, or None (not shipped yet)."""
-        return weights_store.record(self.name, weights)
+        """The weights manifest's entry of ``weights`` for this model, or None (not shipped yet)."""
+        return weights_store.entry(self.name, weights)
 
 
 def _sweep(blocks, layers):

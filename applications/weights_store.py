@@ -6,31 +6,31 @@ ResNet32, ResNetInit32 and RiR32; ``"cifar10"`` and ``"cifar100"`` for the four 
 networks (`shipping` says which models each name is offered for).
 
 The store is the folder ``weights/`` inside this package (installed with it as package data). It
-holds the weights files and ``manifest.json``, one record per (registry model, weights name)::
+holds the weights files and ``manifest.json``, one entry per (registry model, weights name)::
 
     {"rir32": {"cifar10": {"file": "rir32-cifar10-1a2b3c4d.weights.h5", "sha256": "1a2b3c4d...",
                            "spec": {"registry_name": "rir32", ...}, ...}}}
 
 Each file holds the model's weights only (no optimizer state) and is named
 ``<registry name>-<weights name>-<first 8 hex digits of its SHA-256>.weights.h5``; the full SHA-256
-is in its record and is checked every time the file is loaded, so a corrupted or missing file
-raises ValueError instead of giving a silently wrong model. The record carries what torchvision's
-weight enums carry (see `RECORD_FIELDS`): the model's spec (`registry.ModelSpec`: registry name,
+is in its entry and is checked every time the file is loaded, so a corrupted or missing file
+raises ValueError instead of giving a silently wrong model. The entry carries what torchvision's
+weight enums carry (see `ENTRY_FIELDS`): the model's spec (`registry.ModelSpec`: registry name,
 constructor options, input shape, classes, preprocessing), the dataset, split and class names, the
 top-1 accuracy measured on the full test split and the command that measured it (and, beside it,
 with test-time flips), the recipe, epochs, seed, parameters, Keras and backend versions, date and
-machine. ``tools/ship_weights.py`` writes files and records from a finished training run;
+machine. ``tools/ship_weights.py`` writes files and entries from a finished training run;
 ``benchmarks/model_table.py --cards --output docs/models.md`` writes them as model cards there.
 
 Loading follows keras.applications: with ``include_top=True`` the classes must be the weights'
 classes; ``include_top=False`` loads the body. Options that change the function the network
-computes (`FUNCTION_OPTIONS`) must equal the record's; options that only change training
+computes (`FUNCTION_OPTIONS`) must equal the entry's; options that only change training
 (weight decay, initializer), the model's name, its pooling and its input size are free.
 ``include_preprocessing=False`` is allowed too: the model then takes
-``preprocess_input(images, preprocessing)`` with the record's ``preprocessing``.
+``preprocess_input(images, preprocessing)`` with the entry's ``preprocessing``.
 
 This module sits below the constructors (`rir_keras.applications.networks` asks it, and hands it
-the constructor that rebuilds a record's model); `rir_keras.applications.pretrained`, above the
+the constructor that rebuilds an entry's model); `rir_keras.applications.pretrained`, above the
 registry, builds, measures and checks shipped weights by registry name.
 """
 import dataclasses
@@ -54,7 +54,7 @@ MANIFEST = "manifest.json"
 # The names ``weights=`` accepts besides None and a path, and what each one means, as torchvision
 # names weights after how they were trained. "cifar10", the default, is the zoo's best: the `long`
 # recipe's weights on the official CIFAR-10, or, until a model's `long` run has finished, its `fast`
-# run's (its record says which recipe and which data); "cifar10_paper" the paper's recipe (82
+# run's (its entry says which recipe and which data); "cifar10_paper" the paper's recipe (82
 # epochs, step decay), which trains on a lent GPU (tools/gpu/, stage table1); "cifar100" the same as
 # "cifar10" on the official CIFAR-100 (the wide networks: the lent GPU's stage wide100 trains them with
 # `fast`, as wide10 does for their "cifar10"). A weights name's ``recipes`` come best first: shipping
@@ -64,7 +64,7 @@ MANIFEST = "manifest.json"
 _TABLE1 = ("cnn32", "resnet32", "resnet_init32", "rir32")
 _WIDE = ("cnn18_wide", "resnet18_wide", "resnet_init18_wide", "rir18_wide")
 _CIFAR10 = {
-    "dataset": "CIFAR-10",  # the official data, lossless; older records say "CIFAR-10 (JPEG copy)"
+    "dataset": "CIFAR-10",  # the official data, lossless; older entries say "CIFAR-10 (JPEG copy)"
     "source": "cifar10",  # the --dataset argument
     "archives": ("cifar10-webp.tar.gz",),
     "split": "test",
@@ -82,7 +82,7 @@ WEIGHTS_NAMES = {
     "cifar10_paper": {**_CIFAR10, "recipes": ("paper",), "models": _TABLE1},  # the lent GPU's stage table1
     "cifar100": {**_CIFAR100, "recipes": ("long", "fast"), "models": _WIDE},  # the lent GPU's stage wide100
 }
-# Constructor options that change the function the network computes: they must equal the record's.
+# Constructor options that change the function the network computes: they must equal the entry's.
 FUNCTION_OPTIONS = ("shortcut", "identity", "transient_ratio", "width_multiplier", "forget_gate", "preprocessing")
 # Options that only change training (or the name): free when loading.
 TRAINING_OPTIONS = ("weight_decay", "kernel_initializer")
@@ -90,8 +90,8 @@ TRAINING_OPTIONS = ("weight_decay", "kernel_initializer")
 HEAD = "logits"  # the classifier's layers (networks.HEADS) are named so: left out with include_top=False
 FILE_PATTERN = re.compile(r"^(?P<name>[a-z0-9_]+)-(?P<weights>[a-z0-9_]+)-(?P<digest>[0-9a-f]{8})\.weights\.h5$")
 
-# Every field of a record, its type(s), and what it means (docs/models.md shows the same list).
-RECORD_FIELDS = {
+# Every field of an entry, its type(s), and what it means (docs/models.md shows the same list).
+ENTRY_FIELDS = {
     "weights": (str, "the weights name the constructors take, e.g. `weights=\"cifar10\"`"),
     "file": (str, "the weights file in the store, `<registry name>-<weights>-<sha256[:8]>.weights.h5`"),
     "sha256": (str, "SHA-256 of the file, checked at every load"),
@@ -110,7 +110,7 @@ RECORD_FIELDS = {
     "command": (str, "the command that measured `top1`"),
     "top1_flip": ((float, type(None)), "top-1 with test-time flips (each image's and its mirror's predictions "
                                        "averaged; `rir-keras evaluate ... --tta flip`), beside `top1`, never "
-                                       "instead of it; null where not measured (older records)"),
+                                       "instead of it; null where not measured (older entries)"),
     "correct_flip": ((int, type(None)), "images classified correctly with test-time flips; null where not measured"),
     "recipe": (str, "the training recipe (`rir_keras.recipes`): one of those its weights name stands for"),
     "config": (dict, "every training setting of the run"),
@@ -157,13 +157,13 @@ def read_manifest(store=None):
         return json.load(handle)
 
 
-def record(name, weights="cifar10", store=None):
-    """The record of registry model ``name``'s ``weights``, or ``None``."""
+def entry(name, weights="cifar10", store=None):
+    """The manifest entry of registry model ``name``'s ``weights``, or ``None``."""
     return read_manifest(store).get(name, {}).get(weights)
 
 
-def records(store=None):
-    """Every record of the store, sorted by model and weights name."""
+def entries(store=None):
+    """Every entry of the store, sorted by model and weights name."""
     manifest = read_manifest(store)
     return [manifest[name][weights] for name in sorted(manifest) for weights in sorted(manifest[name])]
 
@@ -177,18 +177,18 @@ def file_name(name, weights, digest):
 class Shipped:
     """A request for shipped weights, checked against the constructor's options: what a
     constructor passes on as ``weights`` in place of ``"cifar10"``. Load it with `load_into`, which
-    rebuilds the record's model with ``constructor``."""
+    rebuilds the entry's model with ``constructor``."""
 
     name: str
     weights: str
-    record: dict
+    entry: dict
     include_top: bool
     store: str
     constructor: Callable
 
     @property
     def path(self):
-        return os.path.join(self.store, self.record["file"])
+        return os.path.join(self.store, self.entry["file"])
 
 
 def _same(option, ours, theirs):
@@ -205,7 +205,7 @@ def _tuple(value):
 
 
 def trained_options(entry):
-    """The constructor options a manifest record's model was built with: its spec's options, input
+    """The constructor options a manifest entry's model was built with: its spec's options, input
     shape, classes and preprocessing (`registry.ModelSpec.constructor_options` of the spec)."""
     spec = entry["spec"]
     return {**spec["options"], "input_shape": tuple(spec["input_shape"]), "classes": spec["classes"],
@@ -222,14 +222,14 @@ def request(name, arguments, constructor, store=None):
 
     ``arguments["weights"]`` other than a weights name (None, a path) comes back unchanged. A
     weights name comes back as a `Shipped` once checked: it must be shipped for ``name``, the
-    options in `FUNCTION_OPTIONS` must equal the record's and, with ``include_top``, ``classes``
+    options in `FUNCTION_OPTIONS` must equal the entry's and, with ``include_top``, ``classes``
     too. Raises a one-line ValueError naming the first thing that differs.
     """
     weights = arguments.get("weights")
     if not (isinstance(weights, str) and weights in WEIGHTS_NAMES):
         return weights
     store = store or STORE
-    found = record(name, weights, store)
+    found = entry(name, weights, store)
     if found is None:
         raise unavailable(name, weights, store)
     trained = {**_defaults(constructor), **trained_options(found)}
@@ -246,13 +246,13 @@ def request(name, arguments, constructor, store=None):
     if shape is not None and len(tuple(shape)) == 3 and tuple(shape)[-1] != channels:
         raise ValueError(f"weights={weights!r} for {name} take images of {channels} channels. "
                          f"{_received('input_shape', shape)}")
-    return Shipped(name=name, weights=weights, record=found, include_top=bool(include_top), store=store,
+    return Shipped(name=name, weights=weights, entry=found, include_top=bool(include_top), store=store,
                    constructor=constructor)
 
 
 def unavailable(name, weights, store=None):
     """The ValueError for ``weights`` asked of registry model ``name`` (or of a constructor with no
-    registry name: ``name=None``) that the store has no record for."""
+    registry name: ``name=None``) that the store has no entry for."""
     campaign = shipping(weights)
     if name in campaign:
         return ValueError(f"weights={weights!r} for {name} are not available yet: its training campaign "
@@ -271,8 +271,8 @@ def is_requested(weights):
 
 
 def verify(shipped):
-    """Raise ValueError unless ``shipped``'s file exists and has the SHA-256 of its record."""
-    path, expected = shipped.path, shipped.record["sha256"]
+    """Raise ValueError unless ``shipped``'s file exists and has the SHA-256 of its entry."""
+    path, expected = shipped.path, shipped.entry["sha256"]
     where = f"weights={shipped.weights!r} for {shipped.name}"
     if not os.path.isfile(path):
         raise ValueError(f"{where}: the weights file {path} is missing (the manifest names it); reinstall "
@@ -285,19 +285,19 @@ def verify(shipped):
 
 def load_into(model, shipped):
     """Load ``shipped`` (a `Shipped` from `request`) into ``model``, built with the options it was
-    checked against. The file is verified first; then the model built as the record says (its top
+    checked against. The file is verified first; then the model built as the entry says (its top
     included, by ``shipped.constructor``) loads the file, and ``model`` takes each of its layers'
     weights by layer name, so ``include_top=False`` gets the body. A bare weights name (a
     constructor with no shipped weights) raises `unavailable`."""
     if not isinstance(shipped, Shipped):
         raise unavailable(None, shipped)
     verify(shipped)
-    source = shipped.constructor(**trained_options(shipped.record), include_top=True, weights=None)
+    source = shipped.constructor(**trained_options(shipped.entry), include_top=True, weights=None)
     try:
         load_weights(source, shipped.path)  # checks every stored shape against the model's
     except ValueError as error:
         raise ValueError(f"weights={shipped.weights!r} for {shipped.name}: the file does not fit the model its "
-                         f"record describes ({error}). {_received('weights', shipped.weights)}") from error
+                         f"entry describes ({error}). {_received('weights', shipped.weights)}") from error
     ours = {layer.name: layer for layer in model.layers}
     for layer in source.layers:
         if not layer.weights:

@@ -55,7 +55,7 @@ def _recipe(name):
 
 
 def _training(training):
-    """Where and how long a record's run trained, in words."""
+    """Where and how long an entry's run trained, in words."""
     if not training:
         return "unrecorded"
     where = " on ".join(filter(None, [" ".join(filter(None, [training.get("backend"), training.get("precision")])),
@@ -77,19 +77,19 @@ def model_cards(store=None):
                   f"take `weights=\"{name}\"` ({meaning['dataset']}, recipe "
                   f"{' or '.join(f'`{r}`' for r in meaning['recipes'])})" for name, meaning in weights_store.WEIGHTS_NAMES.items())
         + "; or `rir_keras.applications.pretrained.build(\"rir32\", \"cifar10\")`, which builds the model with its "
-        "record's options. `\"cifar10\"`, the default, and `\"cifar100\"` hold the best recipe's weights that have "
+        "entry's options. `\"cifar10\"`, the default, and `\"cifar100\"` hold the best recipe's weights that have "
         "finished (the `long` recipe's where its run has finished, else the `fast` recipe's), each card says which, "
         "and on which data. The weights ship inside "
         "the package in `applications/weights/`. The file is "
-        "checked against the SHA-256 of its record at every load (a corrupted or missing file "
+        "checked against the SHA-256 of its manifest entry at every load (a corrupted or missing file "
         "raises ValueError). As in keras.applications, `include_top=True` needs the weights' "
         "classes, and `include_top=False` loads the body. Options that change the function "
-        f"({', '.join(f'`{o}`' for o in weights_store.FUNCTION_OPTIONS)}) must equal the record's; "
+        f"({', '.join(f'`{o}`' for o in weights_store.FUNCTION_OPTIONS)}) must equal the entry's; "
         f"{', '.join(f'`{o}`' for o in weights_store.TRAINING_OPTIONS)}, the name, pooling and input size are free. "
         "`include_preprocessing=False` gives the model without its normalization layer: feed it "
-        "`preprocess_input(images, preprocessing)` with the record's `preprocessing`.",
+        "`preprocess_input(images, preprocessing)` with the entry's `preprocessing`.",
     ]
-    shipped = weights_store.records(store)
+    shipped = weights_store.entries(store)
     if shipped:
         example = pretrained.spec(shipped[-1])
         constructor = registry.record(example.registry_name).constructor.__name__
@@ -101,7 +101,7 @@ def model_cards(store=None):
             f"model = {constructor}(weights=\"{shipped[-1]['weights']}\"{different})  # "
             f"{'x'.join(map(str, example.input_shape[:2]))} RGB images, pixel values 0-255, in; "
             f"{example.classes} class probabilities out\n```")
-    waiting = {weights: [name for name in weights_store.shipping(weights) if weights_store.record(name, weights, store) is None]
+    waiting = {weights: [name for name in weights_store.shipping(weights) if weights_store.entry(name, weights, store) is None]
                for weights in weights_store.WEIGHTS_NAMES}
     if any(waiting.values()):
         paragraphs.append(
@@ -142,8 +142,8 @@ def model_cards(store=None):
             ]),
             "",
         ]
-    lines += ["Record fields (`rir_keras.applications.pretrained.RECORD_FIELDS`):", ""]
-    lines += [_wrap(f"- `{field}`: {meaning}", "  ") for field, (_, meaning) in weights_store.RECORD_FIELDS.items()]
+    lines += ["Manifest entry fields (`rir_keras.applications.pretrained.ENTRY_FIELDS`):", ""]
+    lines += [_wrap(f"- `{field}`: {meaning}", "  ") for field, (_, meaning) in weights_store.ENTRY_FIELDS.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -62,8 +62,8 @@ def randomized(model, seed=0):
     return model
 
 
-def write_record(store, name, model, options, top1=0.5, test_images=10_000):
-    """Ship ``model``'s weights into ``store`` as ``name``'s weights="cifar10", with a full record."""
+def write_entry(store, name, model, options, top1=0.5, test_images=10_000):
+    """Ship ``model``'s weights into ``store`` as ``name``'s weights="cifar10", with a full manifest entry."""
     os.makedirs(store, exist_ok=True)
     temporary = os.path.join(store, "new.weights.h5")
     model.save_weights(temporary)
@@ -100,7 +100,7 @@ def source():
 @pytest.fixture(scope="module")
 def shipped_store(tmp_path_factory, source):
     store = str(tmp_path_factory.mktemp("store"))
-    write_record(store, "rir32", source, {**TINY, "weight_decay": 1e-4, "preprocessing": "cifar10"})
+    write_entry(store, "rir32", source, {**TINY, "weight_decay": 1e-4, "preprocessing": "cifar10"})
     return store
 
 
@@ -121,7 +121,7 @@ def empty_store(tmp_path, monkeypatch):
 
 def test_the_store_is_valid(store):
     assert pretrained.check_manifest() == 1
-    assert [entry["spec"]["registry_name"] for entry in weights_store.records()] == ["rir32"]
+    assert [entry["spec"]["registry_name"] for entry in weights_store.entries()] == ["rir32"]
 
 
 def test_loads_and_predicts_as_the_source(store, source):
@@ -184,14 +184,14 @@ def test_corrupted_or_missing_file_refused(store, tmp_path, monkeypatch):
     copy = str(tmp_path / "copy")
     shutil.copytree(store, copy)
     monkeypatch.setattr(weights_store, "STORE", copy)
-    path = os.path.join(copy, weights_store.record("rir32")["file"])
+    path = os.path.join(copy, weights_store.entry("rir32")["file"])
     data = bytearray(open(path, "rb").read())
     data[len(data) // 2] ^= 0xFF  # one flipped byte
     open(path, "wb").write(bytes(data))
     with pytest.raises(ValueError, match=r"is corrupted: its SHA-256 is [0-9a-f]{64}, the manifest's [0-9a-f]{64}.*"
                                          r"Received: weights='cifar10'$"):
         RiR32(weights="cifar10", **TINY)
-    with pytest.raises(ValueError, match="does not have the record's SHA-256"):
+    with pytest.raises(ValueError, match="does not have the entry's SHA-256"):
         pretrained.check_manifest()
     os.remove(path)
     with pytest.raises(ValueError, match="is missing"):
@@ -203,7 +203,7 @@ def test_corrupted_or_missing_file_refused(store, tmp_path, monkeypatch):
                                                                            ("cifar10_paper", "paper"))),
     *((name, weights, "long or fast") for name in WIDE for weights in ("cifar10", "cifar100")),
 ])
-def test_no_record_yet(empty_store, name, weights, recipe):
+def test_no_entry_yet(empty_store, name, weights, recipe):
     message = (f"weights={weights!r} for {name} are not available yet: its training campaign (recipe {recipe}) "
                f"has not finished (see docs/results.md). Received: weights={weights!r}")
     for build in (registry.record(name).build, lambda weights: pretrained.build(name, weights)):
@@ -230,15 +230,15 @@ def test_unknown_string_refused(empty_store, weights):
 
 def test_committed_manifest_is_valid():
     """The package's own store: a well-formed manifest (``{}`` until weights ship), every file it
-    names present with its SHA-256 and hashed name, and no file without a record."""
+    names present with its SHA-256 and hashed name, and no file without an entry."""
     for store in (str(REPO / "applications" / "weights"), weights_store.STORE):  # the repository's, the installed one
         with open(weights_store.manifest_path(store), encoding="utf-8") as handle:
             assert isinstance(json.load(handle), dict)
         count = pretrained.check_manifest(store)
-        for entry in weights_store.records(store):
+        for entry in weights_store.entries(store):
             assert weights_store.FILE_PATTERN.match(entry["file"])
             assert entry["spec"]["registry_name"] in CAMPAIGN and entry["seed"] == 0
-        assert count == len(weights_store.records(store))
+        assert count == len(weights_store.entries(store))
 
 
 def test_check_manifest_finds_problems(store, tmp_path):
@@ -260,7 +260,7 @@ def test_check_manifest_finds_problems(store, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError) as error:
         pretrained.check_manifest(str(copy))
-    for problem in ("should be named", "only seed 0's weights ship", "stray.weights.h5: in the store without a record",
+    for problem in ("should be named", "only seed 0's weights ship", "stray.weights.h5: in the store without an entry",
                     "recipe 'paper', but 'cifar10' names the weights of long or fast"):
         assert problem in str(error.value)
 
@@ -276,7 +276,7 @@ def test_model_cards_from_the_manifest(store, empty_store, monkeypatch):
     assert ('`RiR18Wide` take `weights="cifar100"` (CIFAR-100, recipe `long` or `fast`)') in " ".join(cards.split())
     assert 'model = RiR32(weights="cifar10")' in cards and "RiR32(weights" not in model_table().model_cards(empty_store)
     assert "rir-keras evaluate --model rir32 --weights cifar10 --dataset cifar10" in cards
-    assert all(f"`{field}`" in cards for field in weights_store.RECORD_FIELDS)
+    assert all(f"`{field}`" in cards for field in weights_store.ENTRY_FIELDS)
 
 
 # --------------------------------------------------------------------------- the shipping tool
@@ -354,13 +354,13 @@ def test_ship_weights_ranks_recipes_and_checks_the_data(tmp_path, ship_weights, 
     assert entry["weights"] == "cifar10" and entry["recipe"] == "long"
     with pytest.raises(ship_weights.ShipError, match="'long' recipe, which ranks before 'fast'"):
         ship_weights.ship(str(tmp_path / "fast"), mini_test, store=store, dataset_sha256=digest, replace=True)
-    assert weights_store.record("rir32", store=store)["recipe"] == "long" and pretrained.check_manifest(store) == 1
+    assert weights_store.entry("rir32", store=store)["recipe"] == "long" and pretrained.check_manifest(store) == 1
 
 
 def test_ship_weights_names_weights_after_the_recipe(tmp_path, ship_weights, mini_test, source, monkeypatch):
     """A `paper` run ships as weights="cifar10_paper", beside the `fast` run's "cifar10"; a run
     evaluated by another backend or machine ships when it scores within the tolerance, and its
-    record keeps the run's own count."""
+    entry keeps the run's own count."""
     store = str(tmp_path / "weights")
     make_run(str(tmp_path / "fast"), source, mini_test)
     make_run(str(tmp_path / "paper"), source, mini_test, off_by=2, recipe="paper", backend="jax",
@@ -488,17 +488,17 @@ def test_cli_evaluate_names_what_is_missing(empty_store, capsys):
 
 
 SHIPPED = [(entry["spec"]["registry_name"], entry["weights"])
-           for entry in weights_store.records(str(REPO / "applications" / "weights"))]
+           for entry in weights_store.entries(str(REPO / "applications" / "weights"))]
 
 
 @pytest.mark.parametrize("name, weights",
                          SHIPPED or [pytest.param(None, None, marks=pytest.mark.skip(reason="no weights shipped yet"))])
-def test_shipped_weights_classify_as_their_record_says(name, weights, data_dir):
+def test_shipped_weights_classify_as_their_entry_says(name, weights, data_dir):
     """The package's own files, loaded through ``weights=NAME``: on the 200 images of the mini
-    test split (20 per class, all in the full test split the record was measured on) the model scores
-    its record's top-1 within four binomial standard deviations. Untrained or misloaded weights
+    test split (20 per class, all in the full test split the entry was measured on) the model scores
+    its entry's top-1 within four binomial standard deviations. Untrained or misloaded weights
     score about 10%."""
-    entry = weights_store.record(name, weights)
+    entry = weights_store.entry(name, weights)
     model = registry.record(name).build(weights=weights)
     correct, images = pretrained.measure(model, datasets.load_split(data_dir / "cifar10-png-mini.tar.gz", "test"))
     top1 = entry["top1"]
@@ -516,5 +516,5 @@ def test_the_wheel_carries_the_store(tmp_path):
     assert build.returncode == 0, build.stderr[-3000:]
     names = set(zipfile.ZipFile(next(tmp_path.glob("rir_keras-*.whl"))).namelist())
     store = "rir_keras/applications/weights/"
-    shipped = {store + entry["file"] for entry in weights_store.records(str(REPO / "applications" / "weights"))}
+    shipped = {store + entry["file"] for entry in weights_store.entries(str(REPO / "applications" / "weights"))}
     assert {store + "manifest.json", *shipped} <= names

@@ -26,8 +26,8 @@ alone in ``model.weights.h5`` (``tools/gpu/runner.py collect`` joined it, SHA-25
 4. checks that it is the run's final test accuracy: image for image where the run was evaluated by
    this backend on this kind of machine; within `ENGINE_TOLERANCE` of the test images (5 of 10,000)
    where it was not (a GPU run with JAX, shipped here with TensorFlow: float rounding moves the odd
-   image across a decision boundary), the record keeping the run's own count too. Only then it
-   writes the file and its record (``rir_keras.applications.pretrained.RECORD_FIELDS``) into the
+   image across a decision boundary), the entry keeping the run's own count too. Only then it
+   writes the file and its manifest entry (``rir_keras.applications.pretrained.ENTRY_FIELDS``) into the
    store, with the top-1 with test-time flips measured beside it (``--tta flip``). Nothing in the
    store changes when a check fails.
 
@@ -160,7 +160,7 @@ def same_engine(results):
 def ship(folder, test_data, *, store=STORE, dataset="cifar10", dataset_sha256=None,
          batch_size=pretrained.EVALUATE_BATCH_SIZE, replace=False, check=check_run):
     """Ship the run in ``folder``, measured on ``test_data`` (the full test split), under the weights
-    name of its recipe; returns its record."""
+    name of its recipe; returns its manifest entry."""
     results, settings = read_run(folder)
     weights = weights_name(results, settings)
     name = check(results, settings, weights)
@@ -225,7 +225,7 @@ def ship(folder, test_data, *, store=STORE, dataset="cifar10", dataset_sha256=No
         }
         if list(test_data.class_names) != weights_store.WEIGHTS_NAMES[weights]["classes"]:
             raise ShipError(f"the test split's classes {test_data.class_names} are not {weights}'s")
-        # Measure the staged store: the file, the manifest record and the loading path that ship.
+        # Measure the staged store: the file, the manifest entry and the loading path that ship.
         staged = json.loads(json.dumps(manifest))
         staged.setdefault(name, {})[weights] = {**entry, "top1": 0.0, "correct": 0}
         write_json(staged, weights_store.manifest_path(staging))
@@ -272,7 +272,7 @@ def main(argv=None):
                              "under $RIR_KERAS_DATA (default ../shared/datasets/cifar10, .devdata/webp, "
                              "../shared/datasets/cifar100)")
     parser.add_argument("--batch-size", type=int, default=pretrained.EVALUATE_BATCH_SIZE,
-                        help="the evaluation batch size (written into the record's command when not the default)")
+                        help="the evaluation batch size (written into the entry's command when not the default)")
     parser.add_argument("--store", default=STORE, help="the store to ship into")
     parser.add_argument("--replace", action="store_true", help="replace weights already shipped for the model")
     args = parser.parse_args(argv)
