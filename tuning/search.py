@@ -42,7 +42,7 @@ IDLE_WAIT_SECONDS = 0.5
 HEARTBEAT_TIMEOUT = 120.0
 HEARTBEATS_PER_TIMEOUT = 10
 CHIEF_TIMEOUT = 3600.0
-RUN_RECORDS = "runs.jsonl"
+TRIAL_LOG = "runs.jsonl"  # in each trial folder: one line per time a tuner began or ended the trial
 METRIC_COLUMNS = ("val_accuracy", "val_loss", "accuracy", "loss", "best_epoch", "epochs")
 # What a search writes into its project folder: what a restart deletes (nothing else there).
 PROJECT_ENTRIES = ("*.json", "trial_*", "tensorboard", "results.md", "results.csv", "best.weights.h5")
@@ -225,7 +225,7 @@ class GridSearch(keras_tuner.GridSearch):
 
     def on_trial_begin(self, trial):
         print(f"[{self.tuner_id}] trial {trial.trial_id} begins: {trial.hyperparameters.values}", flush=True)
-        record_run(self.project_dir, trial.trial_id, event="begin", tuner=self.tuner_id)
+        log_trial_event(self.project_dir, trial.trial_id, event="begin", tuner=self.tuner_id)
         if role() == "worker":
             self.heartbeat = Heartbeat(self.oracle, trial.trial_id, self.heartbeat_seconds)
         super().on_trial_begin(trial)
@@ -239,7 +239,7 @@ class GridSearch(keras_tuner.GridSearch):
                 self.heartbeat = None
         rss = psutil.Process().memory_info().rss
         self.memory.append((trial.trial_id, rss))
-        record_run(self.project_dir, trial.trial_id, event="end", tuner=self.tuner_id, status=trial.status, rss=rss)
+        log_trial_event(self.project_dir, trial.trial_id, event="end", tuner=self.tuner_id, status=trial.status, rss=rss)
         print(f"[{self.tuner_id}] trial {trial.trial_id} ends: {trial.status}; resident memory "
               f"{rss / 2**20:.0f} MiB", flush=True)
 
@@ -283,19 +283,19 @@ def damaged_state(folder, error):
                       f"with --restart, which deletes the trials and results in {folder}. Received: {path}")
 
 
-def record_run(project_dir, trial_id, **fields):
+def log_trial_event(project_dir, trial_id, **fields):
     """Append one line to ``trial_<id>/runs.jsonl``: which tuner (``KERASTUNER_TUNER_ID``), host and
     process began or ended the trial, and when. A trial run twice (resumed) has two ``begin`` lines."""
     fields.update(host=socket.gethostname(), pid=os.getpid(), time=time.time())
     folder = os.path.join(str(project_dir), f"trial_{trial_id}")
     os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, RUN_RECORDS), "a", encoding="utf-8") as handle:
+    with open(os.path.join(folder, TRIAL_LOG), "a", encoding="utf-8") as handle:
         handle.write(json.dumps(fields, sort_keys=True) + "\n")  # one write: appends do not interleave
 
 
 def trial_runs(project_dir, trial_id):
-    """The records `record_run` wrote for a trial, oldest first (``[]`` if none reached this folder)."""
-    path = os.path.join(str(project_dir), f"trial_{trial_id}", RUN_RECORDS)
+    """The lines `log_trial_event` wrote for a trial, oldest first (``[]`` if none reached this folder)."""
+    path = os.path.join(str(project_dir), f"trial_{trial_id}", TRIAL_LOG)
     if not os.path.isfile(path):
         return []
     with open(path, encoding="utf-8") as handle:
@@ -388,7 +388,7 @@ def prepare_project(folder, settings, restart=False):
 
 def trial_rows(oracle, axes, project_dir):
     """One dict per trial, best validation accuracy first (unfinished and failed trials last);
-    ``tuner`` is the tuner that last ran it, from its run records."""
+    ``tuner`` is the tuner that last ran it, from its trial log (`TRIAL_LOG`)."""
     rows = []
     for trial_id, trial in oracle.trials.items():
         runs = trial_runs(project_dir, trial_id)
@@ -427,29 +427,29 @@ def write_results(tuner, hypermodel, header=""):
     reporting.write_text(summary + table + "\n", os.path.join(folder, "results.md"))
     reporting.write_text(csv_table(rows, columns), os.path.join(folder, "results.csv"))
     if finished:
-        best = tuner.oracle.get_trial(finished[0]["trial"])
-        record = {
-            "trial": best.trial_id,
-            "spec": hypermodel.spec(best.hyperparameters).to_dict(),
-            "hyperparameters": best.hyperparameters.values,
-            "train_config": dataclasses.asdict(hypermodel.trial_config(best.hyperparameters)),
+        trial = tuner.oracle.get_trial(finished[0]["trial"])
+        best = {
+            "trial": trial.trial_id,
+            "spec": hypermodel.spec(trial.hyperparameters).to_dict(),
+            "hyperparameters": trial.hyperparameters.values,
+            "train_config": dataclasses.asdict(hypermodel.trial_config(trial.hyperparameters)),
             **{metric: finished[0][metric] for metric in METRIC_COLUMNS},
         }
-        checkpoint = internals.checkpoint_file(tuner, best.trial_id)
+        checkpoint = internals.checkpoint_file(tuner, trial.trial_id)
         if os.path.isfile(checkpoint):
-            model = build_recorded(record)  # uncompiled: the weights file gets no optimizer state
+            model = build_recorded(best)  # uncompiled: the weights file gets no optimizer state
             model.load_weights(checkpoint)
             model.save_weights(os.path.join(folder, "best.weights.h5"))
         else:  # workers on other machines, without a shared folder, keep their checkpoints
-            print(f"rir-keras tune: no {checkpoint} here (the worker that ran trial {best.trial_id} kept it); "
+            print(f"rir-keras tune: no {checkpoint} here (the worker that ran trial {trial.trial_id} kept it); "
                   f"best.json written, best.weights.h5 not", flush=True)
-        reporting.write_json(record, os.path.join(folder, "best.json"))
+        reporting.write_json(best, os.path.join(folder, "best.json"))
     return rows
 
 
-def build_recorded(record):
-    """The (untrained, uncompiled) model a ``best.json`` record describes (its ``spec``)."""
-    return registry.ModelSpec.from_dict(record.get("spec"), source="best.json's spec").build()
+def build_recorded(best):
+    """The (untrained, uncompiled) model a ``best.json`` describes (its ``spec``)."""
+    return registry.ModelSpec.from_dict(best.get("spec"), source="best.json's spec").build()
 
 
 def load_best(folder):
