@@ -2,8 +2,14 @@
 
 ``training.train`` writes, into its output folder, ``run.json`` (the settings the run was started
 with, written before its first epoch), ``log.csv`` (one row per finished epoch, with the epoch's
-wall time in ``seconds``) and, once finished, ``results.json``. These functions read them, so a
-folder copied to another machine or checked out of git tells where it stands.
+wall time in ``seconds``), ``backup/`` (the last finished epoch: `rir_keras.backup` writes and
+restores it) and, once finished, ``results.json``. These functions read them, so a folder copied to
+another machine or checked out of git tells where it stands.
+
+This module needs no Keras (it imports Keras only inside the functions that ask the backend:
+`accelerators`, `record_session`), and neither does `rir_keras.reporting`, which it writes with: a
+Python without Keras imports both (``rir_keras/__init__.py`` registers the layers only where Keras is
+installed). tools/gpu/ reads and carries run folders with them under a bare ``python3``.
 """
 import contextlib
 import dataclasses
@@ -16,8 +22,11 @@ import statistics
 from rir_keras.reporting import write_json, write_text
 
 SETTINGS_FILE = "run.json"
-BACKUP_POINTER = "training_metadata.json"  # in backup/: the epochs done and the weights file holding them
 SESSIONS_FILE = "sessions.jsonl"
+LOG_FILE = "log.csv"
+RESULTS_FILE = "results.json"
+BACKUP_FOLDER = "backup"
+BACKUP_POINTER = "training_metadata.json"  # in backup/: the epochs done and the weights file holding them
 RECENT_EPOCHS = 3  # the epochs whose median time is a run's current speed
 # Settings that belong to the machine a session runs on, not to the run (sessions.jsonl records them
 # per session): a continuation elsewhere may differ in them. docs/design.md, "Precision".
@@ -47,9 +56,19 @@ def _flat(settings, prefix=""):
     return flat
 
 
-def read_json(path):
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+_REQUIRED = object()
+
+
+def read_json(path, default=_REQUIRED):
+    """The JSON value in the file ``path``. With ``default``: that where the file is missing or holds no
+    JSON (a torn write by another program); without, those raise."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        if default is _REQUIRED:
+            raise
+        return default
 
 
 def check_settings(folder, settings, restart=False):
@@ -69,7 +88,7 @@ def check_settings(folder, settings, restart=False):
                      for key in sorted(set(stored) | set(new)) if stored.get(key) != new.get(key)]
         if differing:
             raise ValueError(f"{folder} holds a run started with other settings: {', '.join(differing)}; "
-                             f"rerun with them, or start over with --restart. Received: output={folder!r}")
+                             f"rerun with them, or start over with restart=True. Received: output={folder!r}")
         return True
     os.makedirs(folder, exist_ok=True)
     write_json(settings, path)
@@ -167,9 +186,10 @@ def session_precisions(folder):
 
 
 @contextlib.contextmanager
-def exclusive(folder, argument="--output"):
+def exclusive(folder, argument="output"):
     """Hold ``folder`` for this process alone while the block runs: two processes training into one
-    folder would corrupt it. Another holder makes this raise a ValueError naming it."""
+    folder would corrupt it. Another holder makes this raise a ValueError naming it, and ``argument``
+    (the parameter or flag that gave ``folder``)."""
     import fcntl
 
     os.makedirs(folder, exist_ok=True)
@@ -251,18 +271,36 @@ def trim_log(path, epochs):
 
 def backed_up_epochs(folder):
     """The epochs the backup of the run in ``folder`` holds (its ``backup/`` + `BACKUP_POINTER`,
-    written by ``training.EpochBackup``): 0 where there is none yet."""
-    pointer = os.path.join(folder, "backup", BACKUP_POINTER)
+    written by `rir_keras.backup.EpochBackup`): 0 where there is none yet."""
+    pointer = os.path.join(folder, BACKUP_FOLDER, BACKUP_POINTER)
     return int(read_json(pointer)["epoch"]) if os.path.isfile(pointer) else 0
+
+
+def backup_files(folder):
+    """The files that restore the run in ``folder``, relative to it: the backup's `BACKUP_POINTER` and
+    the weights file it names; none where either is missing (no backup yet, or a copy that lost its
+    weights). They belong together: a copy of the run takes both or neither."""
+    pointer = os.path.join(BACKUP_FOLDER, BACKUP_POINTER)
+    weights = read_json(os.path.join(folder, pointer), {}).get("weights")
+    if not weights or not os.path.isfile(os.path.join(folder, BACKUP_FOLDER, weights)):
+        return []
+    return [pointer, os.path.join(BACKUP_FOLDER, weights)]
+
+
+def finished(folder):
+    """Whether the run in ``folder`` has finished: its results are written and its backup is gone (the
+    last thing ``training.train`` does; a run killed in between finishes when continued)."""
+    return (os.path.isfile(os.path.join(folder, RESULTS_FILE))
+            and not os.path.isdir(os.path.join(folder, BACKUP_FOLDER)))
 
 
 def progress(folder):
     """The ``Progress`` of the run in ``folder`` (an empty or missing folder has done nothing)."""
     settings_path = os.path.join(folder, SETTINGS_FILE)
-    results_path = os.path.join(folder, "results.json")
+    results_path = os.path.join(folder, RESULTS_FILE)
     settings = read_json(settings_path) if os.path.isfile(settings_path) else {}
     results = read_json(results_path) if os.path.isfile(results_path) else None
-    log = read_log(os.path.join(folder, "log.csv"))
+    log = read_log(os.path.join(folder, LOG_FILE))
     total = settings.get("config", {}).get("epochs")
     accuracies = [a for a in log.get("val_accuracy", []) if not math.isnan(a)]
     seconds = [s for s in log.get("seconds", []) if not math.isnan(s)]

@@ -19,8 +19,6 @@ A model whose head outputs logits (``classifier_activation=None``) is compiled w
     curves.png       loss and accuracy per epoch
 """
 import dataclasses
-import json
-import math
 import os
 import shutil
 import time
@@ -29,13 +27,14 @@ import keras
 from keras import ops
 
 from rir_keras import precision
+from rir_keras.backup import EpochBackup, restore_backup
 from rir_keras.data import ArrayBatches
 from rir_keras.distribute import NONE as ONE_DEVICE
 from rir_keras.preprocessing import model_preprocessing
-from rir_keras.reporting import atomic_output, disk_full, require_space, save_model, write_json
+from rir_keras.reporting import atomic_output, disk_full, save_model, write_json
 from rir_keras.runs import (
-    BACKUP_POINTER, TrainingStopped, backed_up_epochs, check_settings, cpu, machine, read_log, record_session, sessions,
-    session_precisions, trim_log,
+    BACKUP_FOLDER, LOG_FILE, RESULTS_FILE, SESSIONS_FILE, SETTINGS_FILE, TrainingStopped, backed_up_epochs,
+    check_settings, cpu, finished, machine, read_json, read_log, record_session, sessions, session_precisions, trim_log,
 )
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -202,65 +201,6 @@ class _EpochSeconds(keras.callbacks.Callback):
             logs["seconds"] = time.perf_counter() - self.start
 
 
-class EpochBackup(keras.callbacks.Callback):
-    """Backs the model up after every epoch, in a way that survives a kill at any instant.
-
-    Each epoch's weights, with the optimizer's state, go to a new file in ``folder``; only when it
-    is complete does a small JSON file (`BACKUP_POINTER`), replaced atomically, point to it. A kill
-    mid-write leaves the pointer on the previous, complete backup. `restore_backup` loads it before
-    ``fit``, which then starts at ``initial_epoch``: public Keras API only (Keras' own
-    ``BackupAndRestore`` overwrites its file in place, and a kill then leaves an unreadable backup).
-    The files of the last ``keep`` epochs stay (the workers of a multi-worker run keep two, see
-    `rir_keras.distribute`).
-    """
-
-    def __init__(self, folder, keep=1):
-        super().__init__()
-        self.folder = folder
-        self.keep = keep
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not math.isfinite(float((logs or {}).get("loss", 0.0))):
-            return  # a diverged epoch (TerminateOnNaN stopped it): the last good backup stays
-        os.makedirs(self.folder, exist_ok=True)
-        name = f"weights-{epoch + 1}.weights.h5"
-        require_space(self.folder, _backup_bytes(self.model), f"the backup of epoch {epoch + 1}")
-        with atomic_output(os.path.join(self.folder, name), suffix=".weights.h5") as temporary:
-            self.model.save_weights(temporary)
-        write_json({"epoch": epoch + 1, "weights": name}, os.path.join(self.folder, BACKUP_POINTER))
-        kept = {f"weights-{epoch + 1 - i}.weights.h5" for i in range(self.keep)}
-        for old in os.listdir(self.folder):
-            if old.startswith("weights-") and old not in kept:
-                os.remove(os.path.join(self.folder, old))
-
-
-def _backup_bytes(model):
-    """About what `EpochBackup` writes for ``model`` (its weights and the optimizer's), at most: HDF5
-    adds 1.3 to 1.5 KiB per variable (measured), 2 KiB are counted."""
-    variables = list(model.weights) + list(model.optimizer.variables if model.optimizer is not None else [])
-    return sum(ops.convert_to_numpy(v).nbytes + 2048 for v in variables) + 2**16
-
-
-def restore_backup(model, folder, epochs=None):
-    """Load the latest backup `EpochBackup` wrote in ``folder`` into the compiled ``model`` (weights
-    and optimizer state); returns the epochs it holds, 0 where there is none. ``epochs``, if given,
-    picks an earlier backup it kept (0: none)."""
-    pointer = os.path.join(folder, BACKUP_POINTER)
-    if not os.path.isfile(pointer) or epochs == 0:
-        return 0
-    with open(pointer, encoding="utf-8") as handle:
-        backup = json.load(handle)
-    if epochs is not None and epochs != int(backup["epoch"]):
-        backup = {"epoch": epochs, "weights": f"weights-{epochs}.weights.h5"}
-        if not os.path.isfile(os.path.join(folder, backup["weights"])):
-            raise ValueError(f"{folder} holds no backup of epoch {epochs}, which the other workers hold: start "
-                             f"every worker over with --restart. Received: backup={folder!r}")
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-    model.load_weights(os.path.join(folder, backup["weights"]))
-    return int(backup["epoch"])
-
-
 def tensorboard_available():
     """Keras writes TensorBoard logs through TensorFlow's summaries: a JAX-only machine has none."""
     import importlib.util
@@ -329,7 +269,7 @@ def steps_per_epoch(images, config):
 
 
 # What a run folder holds; ``restart`` removes all of it.
-RUN_FILES = ("run.json", "sessions.jsonl", "backup", "log.csv", "tensorboard", "model.keras", "results.json",
+RUN_FILES = (SETTINGS_FILE, SESSIONS_FILE, BACKUP_FOLDER, LOG_FILE, "tensorboard", "model.keras", RESULTS_FILE,
              "curves.png")
 
 
@@ -403,12 +343,11 @@ def _train(model, train_data, test_data, config, output_dir, verbose, callbacks,
     recorded = {"model": model.name, "parameters": model.count_params(), "config": _settings_of(config),
                 "train_images": len(train_data), "test_images": len(test_data), **(settings or {})}
     check_settings(output_dir, recorded)
-    results_path = os.path.join(output_dir, "results.json")
-    log_path = os.path.join(output_dir, "log.csv")
-    backup = os.path.join(output_dir, "backup")
-    if os.path.isfile(results_path) and not os.path.isdir(backup):
-        with open(results_path, encoding="utf-8") as handle:
-            return json.load(handle)  # finished
+    results_path = os.path.join(output_dir, RESULTS_FILE)
+    log_path = os.path.join(output_dir, LOG_FILE)
+    backup = os.path.join(output_dir, BACKUP_FOLDER)
+    if finished(output_dir):
+        return read_json(results_path)
     keras.utils.set_random_seed(config.seed)
     train_batches = batches(train_data, config, training=True)
     steps = steps_per_epoch(len(train_data), config)
@@ -443,8 +382,8 @@ def _train(model, train_data, test_data, config, output_dir, verbose, callbacks,
     if len(log.get("epoch", [])) < config.epochs:
         kept = backed_up_epochs(output_dir)
         raise TrainingStopped(f"training diverged: the loss is not finite in epoch {kept + 1} (see {log_path}); "
-                              f"{output_dir} keeps the last good epoch, {kept}: start over with --restart and a "
-                              f"lower --learning-rate")
+                              f"{output_dir} keeps the last good epoch, {kept}: start over with restart=True and a "
+                              f"lower learning_rate")
     test = evaluate(model, test_data, config.batch_size, distribution)
     distribution.finish(model)
     save_model(model, os.path.join(output_dir, "model.keras"))

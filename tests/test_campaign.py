@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from rir_keras import recipes, runs, training
+from rir_keras.backup import EpochBackup
 from rir_keras.applications import RiRNet
 from rir_keras.commands.main import main
 from rir_keras.data import load_split
@@ -145,7 +146,7 @@ def test_changed_settings_are_refused_by_name(cli_env, tmp_path, capsys):
 def test_a_kill_between_log_row_and_backup_leaves_one_row_per_epoch(mini, tmp_path, monkeypatch):
     train, test = mini
     config = training.TrainConfig(epochs=3, batch_size=32, jit_compile=False)
-    backup = training.EpochBackup.on_epoch_end
+    backup = EpochBackup.on_epoch_end
 
     def killed_at_second_backup(self, epoch, logs=None):
         if epoch == 1:  # the CSV logger has written epoch 1's row: the backup of it never comes
@@ -153,7 +154,7 @@ def test_a_kill_between_log_row_and_backup_leaves_one_row_per_epoch(mini, tmp_pa
         backup(self, epoch, logs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(training.EpochBackup, "on_epoch_end", killed_at_second_backup)
+        patch.setattr(EpochBackup, "on_epoch_end", killed_at_second_backup)
         with pytest.raises(runs.TrainingStopped, match="keeps 1 finished epochs of 3"):
             training.train(RiRNet(blocks_per_stage=(1, 1, 1), widths=(8, 8, 8)), train, test, config, tmp_path,
                            verbose=0)

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from rir_keras import distribute, runs, training
+from rir_keras.backup import EpochBackup, restore_backup
 from rir_keras.applications import RiRNet
 from rir_keras.commands.main import main
 from rir_keras.data import load_split
@@ -306,17 +307,17 @@ def test_a_worker_keeps_two_backups_and_can_restore_the_older(mini, tmp_path):
     model = RiRNet(blocks_per_stage=(1, 1, 1), widths=(8, 8, 8))
     training.compile_model(model, config, 2)
     model.optimizer.build(model.trainable_variables)
-    backup = training.EpochBackup(tmp_path, keep=2)
+    backup = EpochBackup(tmp_path, keep=2)
     backup.set_model(model)
     for epoch in range(3):
         model.layers[-2].kernel.assign(np.full(model.layers[-2].kernel.shape, float(epoch), "float32"))
         backup.on_epoch_end(epoch, {"loss": 1.0})
     assert sorted(p.name for p in tmp_path.glob("weights-*")) == ["weights-2.weights.h5", "weights-3.weights.h5"]
-    assert training.restore_backup(model, tmp_path, epochs=2) == 2
+    assert restore_backup(model, tmp_path, epochs=2) == 2
     assert float(keras.ops.convert_to_numpy(model.layers[-2].kernel)[0, 0]) == 1.0
-    assert training.restore_backup(model, tmp_path) == 3
+    assert restore_backup(model, tmp_path) == 3
     with pytest.raises(ValueError, match="holds no backup of epoch 1"):
-        training.restore_backup(model, tmp_path, epochs=1)
+        restore_backup(model, tmp_path, epochs=1)
 
 
 # -- KerasTuner: each trial data-parallel ------------------------------------------------------------

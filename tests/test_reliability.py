@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from rir_keras import reporting, runs, training
+from rir_keras.backup import restore_backup
 from rir_keras.applications import RiRNet
 from rir_keras.commands import flags
 from rir_keras.commands.main import main
@@ -113,12 +114,12 @@ def test_a_divergence_ends_with_a_message_and_keeps_the_last_good_backup(mini, t
     train, test = mini
     config = training.TrainConfig(epochs=3, batch_size=32, jit_compile=False)
     with pytest.raises(runs.TrainingStopped, match=r"^training diverged: the loss is not finite in epoch 2 .*"
-                                                   r"keeps the last good epoch, 1: start over with --restart"):
+                                                   r"keeps the last good epoch, 1: start over with restart=True"):
         training.train(RiRNet(**TINY), train, test, config, tmp_path, verbose=0, callbacks=[_AtEpoch(1, _poison)])
     assert runs.backed_up_epochs(tmp_path) == 1  # the NaN epoch was not backed up
     backup = RiRNet(**TINY)
     training.compile_model(backup, config, 2)
-    training.restore_backup(backup, tmp_path / "backup")
+    restore_backup(backup, tmp_path / "backup")
     assert all(np.isfinite(w).all() for w in backup.get_weights())
     results = training.train(RiRNet(**TINY), train, test, config, tmp_path, verbose=0)  # resumes from epoch 1
     assert results["history"]["epoch"] == [0, 1, 2] and np.isfinite(results["test_loss"])

@@ -74,11 +74,10 @@ def stray_backups(campaign):
 
     stray = []
     for folder, _, files in os.walk(campaign):
-        if os.path.basename(folder) != "backup":
+        if os.path.basename(folder) != runs.BACKUP_FOLDER:
             continue
-        pointer = os.path.join(folder, runs.BACKUP_POINTER)
-        named = runs.read_json(pointer)["weights"] if os.path.isfile(pointer) else None
-        stray += [os.path.join(folder, name) for name in files if name.startswith("weights-") and name != named]
+        named = {os.path.basename(path) for path in runs.backup_files(os.path.dirname(folder))}
+        stray += [os.path.join(folder, name) for name in files if name.startswith("weights-") and name not in named]
     return stray
 
 
