@@ -39,14 +39,14 @@ def mini(data_dir):
 
 def test_paper_recipe_is_the_papers():
     paper = recipes.get("paper")
-    config = training.TrainConfig(**paper.training)
+    config = paper.config()
     assert (config.epochs, config.batch_size, config.learning_rate, config.momentum) == (82, 128, 0.1, 0.9)
     assert config.decay_epochs == (42, 62) and config.decay_factor == 0.1 and config.schedule == "step"
     assert paper.weight_decay == 1e-4 and config.augment
 
 
 def test_fast_recipe_warms_up_then_follows_a_cosine_to_zero():
-    config = training.TrainConfig(**recipes.get("fast").training)
+    config = recipes.get("fast").config()
     assert config.nesterov and config.label_smoothing == 0.1 and config.schedule == "cosine"
     steps = 10
     schedule = training.learning_rate_schedule(config, steps)
@@ -57,6 +57,20 @@ def test_fast_recipe_warms_up_then_follows_a_cosine_to_zero():
     middle = warmup + (config.epochs * steps - warmup) // 2
     assert rate(middle) == pytest.approx(0.05, rel=1e-3)
     assert rate(config.epochs * steps) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_a_recipe_makes_its_config_with_overrides():
+    fast = recipes.get("fast")
+    assert fast.config() == training.TrainConfig(**fast.training)
+    shorter = fast.config(epochs=10, seed=3, batch_size=None)  # None: the recipe's
+    assert (shorter.epochs, shorter.seed, shorter.batch_size, shorter.learning_rate) == (10, 3, 128, 0.1)
+    assert shorter.warmup_epochs == 1 and recipes.get("long").config(epochs=50).warmup_epochs == 1  # its share
+    assert fast.config(epochs=10, warmup_epochs=0).warmup_epochs == 0  # given: kept
+    assert recipes.get("paper").config(epochs=41).decay_epochs == (21, 31)  # the paper's steps, scaled
+    with pytest.raises(ValueError, match="learning_rat is not a training setting.*Received: learning_rat=0.2"):
+        fast.config(learning_rat=0.2)
+    with pytest.raises(ValueError, match="Received: epochs=0"):
+        fast.config(epochs=0)
 
 
 def test_unknown_recipe_is_named():

@@ -243,7 +243,7 @@ def test_a_cluster_that_never_comes_together_times_out_with_one_line(env, tmp_pa
     assert done.returncode == -signal.SIGKILL and time.monotonic() - started < 60  # by the watchdog
     errors = [line for line in done.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert errors[0].startswith("rir-keras train: error: --distribute multi-worker: the workers of TF_CONFIG")
+    assert errors[0].startswith("rir-keras train: error: multi-worker training: the workers of TF_CONFIG")
     assert "did not all start within 3 s" in errors[0]
 
 
@@ -283,7 +283,7 @@ def test_an_engine_the_backend_does_not_have_is_one_line(monkeypatch):
                                                   "KERAS_DISTRIBUTION_PROCESS_ID": "2"})
     with pytest.raises(ValueError, match="KERAS_DISTRIBUTION_JOB_ADDRESSES is set, which describes several"):
         distribute.setup("data-parallel", environ={"KERAS_DISTRIBUTION_JOB_ADDRESSES": "10.0.0.1:1234"})
-    with pytest.raises(ValueError, match="--distribute must be one of"):
+    with pytest.raises(ValueError, match="mode must be one of"):
         distribute.setup("mirrored")
     assert distribute.setup("none") is distribute.NONE
 
@@ -293,7 +293,7 @@ def test_every_batch_must_split_evenly_over_the_devices():
     two.check_batches(128, 50_000, 10_000)  # CIFAR-10: the last batches hold 80 and 16 images
     with pytest.raises(ValueError, match="global batch of 15 images does not split evenly over 2 devices"):
         two.check_batches(15, 60, 30)
-    with pytest.raises(ValueError, match="last batch of the 70 training images holds 6, .* --steps-per-epoch 2"):
+    with pytest.raises(ValueError, match="last batch of the 70 training images holds 6, .* steps_per_epoch=2"):
         distribute.Distribution("DataParallel", "jax", replicas=4).check_batches(32, 70, 64)
     two.check_batches(16, 63, 32, steps_per_epoch=3)  # the short batch is never reached
     with pytest.raises(ValueError, match="last batch of the 33 test images holds 1"):

@@ -19,7 +19,7 @@ from rir_keras import reporting, runs, training
 from rir_keras.backup import restore_backup
 from rir_keras.applications import RiRNet
 from rir_keras.commands import flags
-from rir_keras.commands.main import main
+from rir_keras.commands.main import build_parser, in_flags, main
 from rir_keras.data import load_arrays, load_split
 
 TINY = dict(blocks_per_stage=(1, 1, 1), widths=(8, 8, 8))
@@ -78,6 +78,25 @@ def test_every_subcommand_checks_its_numbers(cli_env, tmp_path, capsys):
                     ["reproduce", "--seeds", "0", "-2", "--output", str(tmp_path / "r")]):
         assert main(command) == 2
         one_error_line(capsys, "must be", "Received: --")
+
+
+def test_the_command_line_says_the_flags_where_the_library_names_parameters():
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    aliases = flags.LIBRARY_NAMES
+    assert in_flags("choose a batch_size divisible by 2. Received: batch_size=15", train) == \
+        "choose a --batch-size divisible by 2. Received: --batch-size=15"
+    assert in_flags("start over with restart=True, or drop it with steps_per_epoch=2.", train) == \
+        "start over with --restart, or drop it with --steps-per-epoch=2."
+    assert in_flags("mode must be one of none, auto. Received: mode='mirrored'", train, aliases) == \
+        "mode must be one of none, auto. Received: --distribute='mirrored'"
+    assert in_flags("timeout=3 of model_file='a.keras'; already --batch-size=4, include_top=True", train, aliases) == \
+        "--distribute-timeout=3 of model_file='a.keras'; already --batch-size=4, include_top=True"
+
+
+def test_a_library_error_comes_out_in_flags(cli_env, tmp_path, capsys):
+    assert main(["train", "--model", "rir32", "--distribute", "none", "--output", str(tmp_path),
+                 "--warmup-epochs", "1", "--recipe", "paper", "--epochs", "2"]) == 2
+    one_error_line(capsys, "--warmup-epochs needs --schedule='cosine'", "Received: --warmup-epochs=1")
 
 
 def test_a_limit_beyond_the_data_is_a_warning(mini, capsys):
