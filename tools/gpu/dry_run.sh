@@ -92,7 +92,8 @@ PYTHONPATH="$DRY/site-2" KERAS_BACKEND=jax JAX_PLATFORMS=cpu "$venv/bin/python" 
 python3 - "$DRY/results" "$DRY/live-2/results" "$n" <<'PY'
 import glob, json, os, sys
 sys.path.insert(0, "tools/gpu")
-import runner
+import parts
+from transport import WEIGHTS_FILE, WEIGHTS_PLAN
 results, device, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
 def load(path):
     with open(path) as handle:
@@ -111,15 +112,15 @@ for campaign in ("table18wide-cifar10-fast-gpu", "table18wide-cifar100-fast-gpu"
         if not os.path.isfile(os.path.join(results, campaign, name, "seed0", "results.json")):
             problems.append(f"{campaign} {name}: not finished")
         run = os.path.join(campaign, name, "seed0")  # its weights alone, brought back in parts, joined here
-        here, there = os.path.join(results, run, runner.WEIGHTS_FILE), os.path.join(device, run, runner.WEIGHTS_FILE)
-        plan = load(os.path.join(results, run, runner.WEIGHTS_PLAN)) if os.path.isfile(here) else {}
-        if not (os.path.isfile(there) and plan.get("sha256") == runner.parts.sha256(here) == runner.parts.sha256(there)
+        here, there = os.path.join(results, run, WEIGHTS_FILE), os.path.join(device, run, WEIGHTS_FILE)
+        plan = load(os.path.join(results, run, WEIGHTS_PLAN)) if os.path.isfile(here) else {}
+        if not (os.path.isfile(there) and plan.get("sha256") == parts.sha256(here) == parts.sha256(there)
                 and len(plan["parts"]) >= 2 and not os.path.exists(os.path.join(results, run, "model.keras"))):
             problems.append(f"{run}: its weights did not come back in parts with the device's SHA-256 (or model.keras did)")
     if not os.path.isfile(os.path.join(results, campaign, "results.md")):
         problems.append(f"{campaign}: no results.md")
 brought = [[f for f in load(os.path.join(results, "..", f"out-{n}", "manifest.json"))["packed"]
-            if f.endswith(runner.WEIGHTS_PLAN)] for n in range(3, calls + 1)]
+            if f.endswith(WEIGHTS_PLAN)] for n in range(3, calls + 1)]
 plans = [f for call in brought for f in call]
 if len(plans) != 8 or len(set(plans)) != 8 or sum(1 for call in brought if call) < 2:
     problems.append(f"wide weights: not each run's once over several calls: {brought}")
