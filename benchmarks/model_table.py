@@ -12,18 +12,15 @@ Parameters are counted on freshly built models (CIFAR input 32x32x3, 10 classes)
 the paper's reported figures (``rir_keras.applications.paper``), never measured here.
 """
 import argparse
-import os
 import textwrap
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from rir_keras import recipes  # rir_keras first: it starts TensorFlow quietly
+from rir_keras.applications import pretrained, registry, weights_store
+from rir_keras.layers import RiRConv2D
+from rir_keras.reporting import markdown_table
 
-import keras  # noqa: E402
+import keras  # noqa: E402  (after rir_keras, which picks the backend)
 import numpy as np  # noqa: E402
-
-from rir_keras import recipes  # noqa: E402
-from rir_keras.applications import pretrained, registry, weights_store  # noqa: E402
-from rir_keras.layers import RiRConv2D  # noqa: E402
-from rir_keras.reporting import markdown_table  # noqa: E402
 
 
 def depth(model):

@@ -1,9 +1,12 @@
 """Every public layer round-trips through its config and through a .keras file, on TensorFlow and JAX."""
+import io
 import json
 import os
 import subprocess
 import sys
+import zipfile
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -91,3 +94,27 @@ def test_layers_run_and_train_under_the_jax_backend(tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "jax.npy"), model.predict(x, verbose=0), atol=1e-4)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert all(np.isfinite(report["loss"])) and report["moved"] > 0
+
+
+def test_a_model_saved_by_an_earlier_version_loads():
+    """A .keras file from the finished CIFAR-10 (JPEG copy) campaign (CNN-32, saved by version 0.6)
+    loads, every batch norm into our fused-kernel class and computing what its own statistics say.
+    Keras writes each layer's class name into the file (its config, and the path of every variable:
+    snake_case of the class name), so renaming a class breaks every saved model and weights file."""
+    path = os.path.join(os.path.dirname(__file__), "..", "results", "table32-cifar10", "cnn32", "seed0", "model.keras")
+    with zipfile.ZipFile(path) as archive:
+        assert '"registered_name": "rir_keras>BatchNormalization"' in archive.read("config.json").decode()
+        names = []
+        with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+            weights.visit(names.append)
+    assert "layers/batch_normalization_30/vars" in names  # the class's name, in every variable's path
+    model = keras.saving.load_model(path, compile=False)
+    norms = [layer for layer in model.layers if isinstance(layer, BatchNormalization)]
+    assert len(norms) == 31
+    norm = norms[0]
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, norm.gamma.shape[0])).astype("float32")
+    mean, variance = (keras.ops.convert_to_numpy(v) for v in (norm.moving_mean, norm.moving_variance))
+    gamma, beta = keras.ops.convert_to_numpy(norm.gamma), keras.ops.convert_to_numpy(norm.beta)
+    assert not np.allclose(mean, 0)  # trained statistics, not a fresh layer's
+    expected = gamma * (x - mean) / np.sqrt(variance + norm.epsilon) + beta
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(norm(x, training=False)), expected, rtol=1e-4, atol=1e-4)
