@@ -7,7 +7,7 @@ restores it) and, once finished, ``results.json``. These functions read them, so
 another machine or checked out of git tells where it stands.
 
 This module needs no Keras (it imports Keras only inside the functions that ask the backend:
-`accelerators`, `record_session`), and neither does `rir_keras.reporting`, which it writes with: a
+`accelerators`, `log_session`), and neither does `rir_keras.reporting`, which it writes with: a
 Python without Keras imports both (``rir_keras/__init__.py`` registers the layers only where Keras is
 installed). tools/gpu/ reads and carries run folders with them under a bare ``python3``.
 """
@@ -151,7 +151,7 @@ def machine():
     return f"{described['model']} ({described['cores']} cores)"
 
 
-def record_session(folder, first_epoch, **extra):
+def log_session(folder, first_epoch, **extra):
     """Append to ``folder``'s sessions.jsonl that training (re)starts at ``first_epoch``, here and now,
     with the machine and its CPU (and ``extra``: the session's precision, the devices of a distributed
     run)."""

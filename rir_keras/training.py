@@ -34,7 +34,7 @@ from rir_keras.preprocessing import model_preprocessing
 from rir_keras.reporting import atomic_output, disk_full, save_model, write_json
 from rir_keras.runs import (
     BACKUP_FOLDER, LOG_FILE, RESULTS_FILE, SESSIONS_FILE, SETTINGS_FILE, TrainingStopped, backed_up_epochs,
-    check_settings, cpu, finished, machine, read_json, read_log, record_session, sessions, session_precisions, trim_log,
+    check_settings, cpu, finished, machine, read_json, read_log, log_session, sessions, session_precisions, trim_log,
 )
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -359,7 +359,7 @@ def _train(model, train_data, test_data, config, output_dir, verbose, callbacks,
         print(f"{output_dir}: resuming from epoch {done_before + 1} of {config.epochs} ({done_before} finished)",
               flush=True)
     described = {"distribution": distribution.describe(config.batch_size)} if distribution.active else {}
-    record_session(output_dir, first_epoch=done_before, **precision.describe(model), **described)
+    log_session(output_dir, first_epoch=done_before, **precision.describe(model), **described)
     stock = [
         _EpochSeconds(),
         # The log row goes first: a kill between the two repeats that epoch, and trim_log drops its row.
