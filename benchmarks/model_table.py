@@ -17,7 +17,7 @@ import textwrap
 from rir_keras import recipes  # rir_keras first: it starts TensorFlow quietly
 from rir_keras.applications import pretrained, registry, weights_store
 from rir_keras.layers import RiRConv2D
-from rir_keras.reporting import markdown_table
+from rir_keras import markdown
 
 import keras  # noqa: E402  (after rir_keras, which picks the backend)
 import numpy as np  # noqa: E402
@@ -119,7 +119,7 @@ def model_cards(store=None):
         lines += [
             f"### `{model.registry_name}`, `weights=\"{entry['weights']}\"`",
             "",
-            markdown_table(("field", "value"), [
+            markdown.table(("field", "value"), [
                 ("top-1", f"**{_percent(entry['top1'])}%** ({entry['correct']:,} of {entry['test_images']:,} "
                           f"{entry['split']} images of {entry['dataset']}){versus}"),
                 ("measured by", f"`{entry['command']}`"),
@@ -176,7 +176,7 @@ def main(argv=None):
         return
     header = ("name", "constructor", "layers", "parameters", "trainable", "paper",
               "CIFAR-10 % (reported by the paper)", "CIFAR-100 % (reported by the paper)")
-    print(markdown_table(header, rows()))
+    print(markdown.table(header, rows()))
 
 
 if __name__ == "__main__":

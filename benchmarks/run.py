@@ -35,7 +35,7 @@ import quiet
 from timing import Job, Worker, interleave, median, ratio_text, ratios
 
 from rir_keras import precision, runs
-from rir_keras.reporting import markdown_table as table
+from rir_keras.markdown import table
 
 SECTIONS = ("layers", "models", "export", "profile", "accuracy")
 TIMED = ("layers", "models", "export", "profile")  # the sections that need a quiet machine

@@ -5,7 +5,7 @@ Constructors live in ``rir_keras.applications``, the hyperparameter grid in ``ri
 ``import rir_keras`` registers the package's layers and initializer with Keras, so that saved models
 using them load (``keras.saving.load_model``). Where Keras is not installed at all, it registers
 nothing and imports no backend: the modules that need no Keras still work there, `rir_keras.runs`
-(a training run's folder) and `rir_keras.reporting` (atomic writes), as in the bare ``python3`` that
+(a training run's folder) and `rir_keras.atomic` (atomic writes), as in the bare ``python3`` that
 runs tools/gpu/runner.py's ``collect`` and ``size`` on this side; the layers' names then raise a
 `rir_keras.dependencies.MissingDependency`. Importing a submodule always runs this file first, so
 this is the one place that decides.

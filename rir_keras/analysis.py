@@ -25,7 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from rir_keras import reporting, training
+from rir_keras import atomic, markdown, training
 from rir_keras.initializers import PACKAGE
 from rir_keras.layers import RiRConv2D, check_choice
 
@@ -274,7 +274,7 @@ def analyze(model, data=None, batch_size=256):
 
 
 def _cell(value, percent=False):
-    return reporting.cell(None if value is None else 100 * value if percent else value,
+    return markdown.cell(None if value is None else 100 * value if percent else value,
                           "{:.2f}" if percent else "{:.3f}", missing="–")
 
 
@@ -298,7 +298,7 @@ def report_markdown(report):
         if ablation:
             cells += [_cell(row.get(f"accuracy_without_{s}"), True) for s in STREAMS]
         rows.append(cells)
-    lines.append(reporting.markdown_table(header, rows, align="---:"))
+    lines.append(markdown.table(header, rows, align="---:"))
     return "\n".join(lines) + "\n"
 
 
@@ -370,8 +370,8 @@ def write_report(report, output_dir):
     into ``output_dir``; return their paths."""
     os.makedirs(output_dir, exist_ok=True)
     paths = {name: os.path.join(output_dir, name) for name in ("analysis.json", "analysis.md", "norms.png")}
-    reporting.write_json(report, paths["analysis.json"])
-    reporting.write_text(report_markdown(report), paths["analysis.md"])
+    atomic.write_json(report, paths["analysis.json"])
+    atomic.write_text(report_markdown(report), paths["analysis.md"])
     plot_norms(report, paths["norms.png"])
     if report.get("ablation"):
         paths["ablation.png"] = os.path.join(output_dir, "ablation.png")

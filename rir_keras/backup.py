@@ -12,7 +12,7 @@ import os
 import keras
 from keras import ops
 
-from rir_keras.reporting import atomic_output, require_space, write_json
+from rir_keras.atomic import atomic_output, require_space, write_json
 from rir_keras.runs import BACKUP_POINTER, read_json
 
 

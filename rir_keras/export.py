@@ -29,7 +29,7 @@ import numpy as np
 
 from rir_keras import dependencies
 from rir_keras import preprocessing as preprocessing_lib
-from rir_keras.reporting import atomic_output
+from rir_keras.atomic import atomic_output
 
 INPUT_NAME = "images"
 SERVING_SIGNATURE = "serving_default"  # uint8 images

@@ -7,7 +7,7 @@ restores it) and, once finished, ``results.json``. These functions read them, so
 another machine or checked out of git tells where it stands.
 
 This module needs no Keras (it imports Keras only inside the functions that ask the backend:
-`accelerators`, `log_session`), and neither does `rir_keras.reporting`, which it writes with: a
+`accelerators`, `log_session`), and neither does `rir_keras.atomic`, which it writes with: a
 Python without Keras imports both (``rir_keras/__init__.py`` registers the layers only where Keras is
 installed). tools/gpu/ reads and carries run folders with them under a bare ``python3``.
 """
@@ -19,7 +19,7 @@ import math
 import os
 import statistics
 
-from rir_keras.reporting import write_json, write_text
+from rir_keras.atomic import write_json, write_text
 
 SETTINGS_FILE = "run.json"
 SESSIONS_FILE = "sessions.jsonl"

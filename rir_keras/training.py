@@ -31,7 +31,7 @@ from rir_keras.backup import EpochBackup, restore_backup
 from rir_keras.data import ArrayBatches
 from rir_keras.distribute import NONE as ONE_DEVICE
 from rir_keras.preprocessing import model_preprocessing
-from rir_keras.reporting import atomic_output, disk_full, save_model, write_json
+from rir_keras.atomic import atomic_output, disk_full, save_model, write_json
 from rir_keras.runs import (
     BACKUP_FOLDER, LOG_FILE, RESULTS_FILE, SESSIONS_FILE, SETTINGS_FILE, TrainingStopped, backed_up_epochs,
     check_settings, cpu, finished, machine, read_json, read_log, log_session, sessions, session_precisions, trim_log,

@@ -166,7 +166,7 @@ def test_volume_mib_is_checked_by_name():
 
 
 def test_the_run_folder_modules_and_collect_work_without_keras(tmp_path):
-    """rir_keras.runs and rir_keras.reporting import in a Python without Keras (``import rir_keras``
+    """rir_keras.runs and rir_keras.atomic import in a Python without Keras (``import rir_keras``
     then registers no layers, and their names say what is missing), and so do `runner.py collect`
     and `size`, which run here under a bare python3."""
     hide = tmp_path / "hide"
@@ -175,7 +175,7 @@ def test_the_run_folder_modules_and_collect_work_without_keras(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(hide)}
     check = """
 import sys
-import rir_keras.runs, rir_keras.reporting
+import rir_keras.runs, rir_keras.atomic
 from rir_keras.dependencies import MissingDependency
 try:
     import keras

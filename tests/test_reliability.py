@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-from rir_keras import reporting, runs, training
+from rir_keras import atomic, runs, training
 from rir_keras.backup import restore_backup
 from rir_keras.applications import RiRNet
 from rir_keras.commands import flags
@@ -226,7 +226,7 @@ def test_a_killed_write_leaves_nothing_the_next_write_keeps(tmp_path):
     leftover = tmp_path / ".model.tmp-deadbeef"  # what a killed export leaves beside its target
     leftover.mkdir()
     (leftover / "partial.pb").write_bytes(b"x")
-    with reporting.atomic_output(target) as temporary:
+    with atomic.atomic_output(target) as temporary:
         os.makedirs(temporary)
     assert target.is_dir() and not leftover.exists()
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rir_keras import data as datasets
-from rir_keras import reporting, runs, training
+from rir_keras import atomic, runs, training
 from rir_keras.applications import RiRNet, registry
 from rir_keras.commands import flags, train as train_command
 from rir_keras.commands.main import main
@@ -166,7 +166,7 @@ def test_cli_train_then_evaluate(cli_env, tmp_path, capsys):
 def test_seed_fixes_the_initial_weights(cli_env, monkeypatch):
     handed = []
     monkeypatch.setattr(training, "train", lambda model, *args, **kwargs: handed.append(model.get_weights()) or {})
-    monkeypatch.setattr(reporting, "write_json", lambda *args: None)
+    monkeypatch.setattr(atomic, "write_json", lambda *args: None)
     parser = argparse.ArgumentParser()
     train_command.add_train(parser.add_subparsers())
     data = flags.load_data(parser.parse_args(["train", "--model", "rir32", "--dataset", "cifar10-png-mini", *TINY_FLAGS]))

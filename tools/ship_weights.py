@@ -63,7 +63,7 @@ import numpy as np  # noqa: E402
 from rir_keras import preprocessing as preprocessing_lib  # noqa: E402
 from rir_keras import runs  # noqa: E402
 from rir_keras.applications import pretrained, registry, weights_store  # noqa: E402
-from rir_keras.reporting import atomic_output, write_json  # noqa: E402
+from rir_keras.atomic import atomic_output, write_json  # noqa: E402
 
 STORE = os.path.join(REPO, "applications", "weights")  # the repository's store, whatever is installed
 ENGINE_TOLERANCE = 0.0005  # share of the test images another backend or machine may score differently

@@ -18,7 +18,7 @@ from keras_tuner.src import protos
 from keras_tuner.src.distribute import oracle_chief
 from keras_tuner.src.distribute import utils as distribute_utils
 
-from rir_keras import reporting
+from rir_keras import atomic
 
 CHECKED_VERSION = "1.4.8"
 # Where each private name lives: a module and its names, or a class and the members its instances
@@ -58,10 +58,10 @@ class AtomicOracleFiles:
     run cannot reload (no upstream issue found); it has no public hook for how they are written."""
 
     def save(self):
-        reporting.write_text(json.dumps(self.get_state()), self._get_oracle_fname())
+        atomic.write_text(json.dumps(self.get_state()), self._get_oracle_fname())
 
     def _save_trial(self, trial):
-        reporting.write_text(json.dumps(trial.get_state()),
+        atomic.write_text(json.dumps(trial.get_state()),
                              os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"))
 
 
@@ -70,7 +70,7 @@ def save_tuner(tuner):
     (not on a worker), then the tuner's own file."""
     if not tuner._is_worker():
         tuner.oracle.save()
-    reporting.write_text(json.dumps(tuner.get_state()), tuner._get_tuner_fname())
+    atomic.write_text(json.dumps(tuner.get_state()), tuner._get_tuner_fname())
 
 
 def checkpoint_file(tuner, trial_id):

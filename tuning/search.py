@@ -30,7 +30,7 @@ import keras_tuner
 import psutil
 from keras_tuner.engine.trial import TrialStatus
 
-from rir_keras import reporting, runs, training
+from rir_keras import atomic, markdown, runs, training
 from rir_keras.applications import registry
 from rir_keras.tuning import keras_tuner_internals as internals
 from rir_keras.tuning.keras_tuner_internals import ChiefLost  # noqa: F401  (what a worker raises)
@@ -423,9 +423,9 @@ def write_results(tuner, hypermodel, header=""):
     finished = [r for r in rows if r[OBJECTIVE] is not None]
     summary = (f"{header}{len(finished)} of {len(rows)} trials finished; objective: best {OBJECTIVE} "
                f"over each trial's epochs.\n\n")
-    table = reporting.markdown_table(columns, [[reporting.cell(row[c]) for c in columns] for row in rows])
-    reporting.write_text(summary + table + "\n", os.path.join(folder, "results.md"))
-    reporting.write_text(csv_table(rows, columns), os.path.join(folder, "results.csv"))
+    table = markdown.table(columns, [[markdown.cell(row[c]) for c in columns] for row in rows])
+    atomic.write_text(summary + table + "\n", os.path.join(folder, "results.md"))
+    atomic.write_text(csv_table(rows, columns), os.path.join(folder, "results.csv"))
     if finished:
         trial = tuner.oracle.get_trial(finished[0]["trial"])
         best = {
@@ -443,7 +443,7 @@ def write_results(tuner, hypermodel, header=""):
         else:  # workers on other machines, without a shared folder, keep their checkpoints
             print(f"rir-keras tune: no {checkpoint} here (the worker that ran trial {trial.trial_id} kept it); "
                   f"best.json written, best.weights.h5 not", flush=True)
-        reporting.write_json(best, os.path.join(folder, "best.json"))
+        atomic.write_json(best, os.path.join(folder, "best.json"))
     return rows
 
 

@@ -8,7 +8,7 @@ import math
 import os
 import statistics
 
-from rir_keras import reporting, runs
+from rir_keras import markdown, runs
 from rir_keras.applications import registry
 
 
@@ -45,7 +45,7 @@ def results_table(folder, plan):
                      "; ".join(machines)])
     note = ("Test accuracy: the final epoch's, on the full test split, mean ± standard deviation over seeds. "
             "Paper: as reported (original data, the authors' training).\n\n")
-    return note + reporting.markdown_table(header, rows, align=["---"] + ["---:"] * 7 + ["---"]) + "\n"
+    return note + markdown.table(header, rows, align=["---"] + ["---:"] * 7 + ["---"]) + "\n"
 
 
 def read_plan(folder):
@@ -98,6 +98,6 @@ def status(folder):
               f"{100 * TARGET_ACCURACY:.0f}% reached (logged time)", "s/epoch", "ETA"]
     left = sum(row[3] for row in rows)
     return (f"{folder}: table {plan['table']}, recipe {plan['recipe']}, dataset {plan['dataset']}\n\n"
-            + reporting.markdown_table(header, rows, align=["---"] + ["---:"] * 7)
+            + markdown.table(header, rows, align=["---"] + ["---:"] * 7)
             + f"\n\n{left} epochs left; ETA {runs.format_duration(total)} at the measured speeds "
               "(s/epoch marked est. borrows another run's).\n")

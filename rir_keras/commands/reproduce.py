@@ -3,7 +3,7 @@ import argparse
 import os
 
 from rir_keras import data as datasets
-from rir_keras import reporting, runs
+from rir_keras import atomic, runs
 from rir_keras.applications import registry
 from rir_keras.commands import campaign, flags
 from rir_keras.commands.train import train_one
@@ -26,12 +26,12 @@ def run_reproduce(args):
         plan = {"table": args.table, "models": names, "seeds": seeds, "recipe": args.recipe,
                 "dataset": str(args.dataset), "family": datasets.dataset_family(args.dataset) or "",
                 "epochs": flags.train_config(args).epochs}
-        reporting.write_json(plan, os.path.join(args.output, "campaign.json"))
+        atomic.write_json(plan, os.path.join(args.output, "campaign.json"))
         for name, seed, folder in campaign.runs_of(args.output, plan):
             train_one(name, argparse.Namespace(**{**vars(args), "seed": seed}), train_data, test_data, folder,
                       restart=args.restart, distribution=distribution)
             table = campaign.results_table(args.output, plan)
-            reporting.write_text(table, os.path.join(args.output, "results.md"))
+            atomic.write_text(table, os.path.join(args.output, "results.md"))
     print(table)
     return 0
 

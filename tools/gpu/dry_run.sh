@@ -147,7 +147,7 @@ PYTHONPATH="$DRY/site-2" KERAS_BACKEND=jax JAX_PLATFORMS=cpu RIR_KERAS_DATA="$DR
 PYTHONPATH="$DRY/site-2" KERAS_BACKEND=jax JAX_PLATFORMS=cpu "$venv/bin/python" -P -c '
 import sys
 from rir_keras.applications import pretrained
-entry = pretrained.record("rir18_wide", "cifar100", sys.argv[1])
+entry = pretrained.entry("rir18_wide", "cifar100", sys.argv[1])
 assert pretrained.check_manifest(sys.argv[1]) == 1 and entry["classes"] == pretrained.WEIGHTS_NAMES["cifar100"]["classes"]
 print("dry run: shipped rir18_wide weights=cifar100 into %s: %d of %d" % (sys.argv[1], entry["correct"], entry["test_images"]))
 ' "$DRY/store"

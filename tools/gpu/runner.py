@@ -57,7 +57,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import parts  # noqa: E402  (tools/gpu/parts.py)
 import transport  # noqa: E402  (tools/gpu/transport.py; it puts rir_keras on sys.path where it is not installed)
 from transport import MIB, VOLUME_BYTES, WEIGHTS_FILE, WEIGHTS_PLAN  # noqa: E402
-from rir_keras import reporting, runs  # noqa: E402
+from rir_keras import atomic, runs  # noqa: E402
 
 STAGES = ("table1", "wide10", "wide100", "tune", "bench")
 TRAINING_STAGES = {  # stage: (paper table, dataset name under RIR_KERAS_DATA)
@@ -171,7 +171,7 @@ class Runner:
         plan = {"table": table, "models": models, "seeds": [0], "recipe": recipe, "dataset": dataset,
                 "family": data.dataset_family(dataset) or "",
                 "epochs": args.epochs or recipes.get(recipe).training["epochs"]}
-        reporting.write_json(plan, os.path.join(folder, "campaign.json"))
+        atomic.write_json(plan, os.path.join(folder, "campaign.json"))
         model_runs = {model: os.path.join(folder, model, "seed0") for model in models}
         pending = [model for model in models if not runs.finished(model_runs[model])]
         if not pending:
@@ -214,7 +214,7 @@ class Runner:
             if not os.path.isfile(source):
                 self.note(f"{stage} {model}: no model.keras on this machine: its weights cannot come back")
                 continue
-            with reporting.atomic_output(target, suffix=".weights.h5") as partial:
+            with atomic.atomic_output(target, suffix=".weights.h5") as partial:
                 load_model_file(source).save_weights(partial)  # uncompiled: the weights alone
             self.note(f"{stage} {model}: weights alone in {WEIGHTS_FILE} ({os.path.getsize(target) / MIB:.1f} MiB, "
                       f"SHA-256 {parts.sha256(target)[:16]}...), to come back in parts")
@@ -274,7 +274,7 @@ class Runner:
         from rir_keras.commands import campaign
 
         folder = os.path.join(self.live, name)
-        reporting.write_text(campaign.results_table(folder, plan), os.path.join(folder, "results.md"))
+        atomic.write_text(campaign.results_table(folder, plan), os.path.join(folder, "results.md"))
         status = campaign.status(folder)
         print(status, flush=True)
         self.notes.append("```\n" + status.replace(self.live + os.sep, "results/").strip() + "\n```")
@@ -466,7 +466,7 @@ def run(args):
                     f"under {args.out}" + (f"; the weights of {', '.join(weights)}" if weights else "")
                     + (f"; left on the device: {len(manifest['left_out'])} files" if manifest["left_out"] else "")
                     + (f" (the weights of {len(waiting)} runs: the next call brings them)" if waiting else ""))
-        reporting.write_text("\n".join(runner.notes) + "\n", os.path.join(args.out, "summary.md"))
+        atomic.write_text("\n".join(runner.notes) + "\n", os.path.join(args.out, "summary.md"))
     return 0
 
 

@@ -17,7 +17,7 @@ eight files of at most 16 MiB from ``$OUT``. The run folders travel both ways:
   device removed (a finished run's backup) are removed here too, and weights that came in parts are
   joined, their SHA-256 checked (`join_weights`).
 
-The run folders are read and written with `rir_keras.runs` and `rir_keras.reporting`, which need no
+The run folders are read and written with `rir_keras.runs` and `rir_keras.atomic`, which need no
 Keras: ``collect`` and ``size`` run here under a bare ``python3``, where rir_keras is not installed
 and is taken from this source tree (``rir_keras/__init__.py`` then registers no layers). On the GPU
 machine, run.sh has installed rir_keras first, and that copy is used.
@@ -36,7 +36,7 @@ if importlib.util.find_spec("rir_keras") is None:  # a bare python3 here: the so
     sys.path.append(os.path.dirname(os.path.dirname(HERE)))
 import parts  # noqa: E402  (tools/gpu/parts.py: the same splitter cuts the data going out and the weights coming back)
 from rir_keras import runs  # noqa: E402
-from rir_keras.reporting import write_json  # noqa: E402
+from rir_keras.atomic import write_json  # noqa: E402
 
 MIB = 2 ** 20
 VOLUME_BYTES = 15 * MIB  # the device tool brings back files of at most 16 MiB, 64 MiB in all, 8 files

@@ -1,4 +1,4 @@
-"""Writing files: atomically (a kill mid-write leaves the previous, complete file), and markdown tables.
+"""Writing files atomically: a kill mid-write leaves the previous, complete file.
 
 Every output of the package goes through `atomic_output`: it hands out a temporary path beside the
 target, and only a complete write is renamed into place. `write_text`, `write_json` and
@@ -107,22 +107,3 @@ def save_model(model, path):
     under the usual umask)."""
     with atomic_output(path, suffix=".keras") as temporary:
         model.save(temporary)
-
-
-def cell(value, style="{:.4g}", missing=""):
-    """One table cell: ``missing`` for None, ``style`` for a float, ``str`` for anything else."""
-    if value is None:
-        return missing
-    return style.format(value) if isinstance(value, float) else str(value)
-
-
-def markdown_table(header, rows, align=None):
-    """A markdown table (no trailing newline). ``align``: one separator per column (``"---"``,
-    ``"---:"``, ...), or one for all of them; default ``"---"``. Cells are written with ``str``."""
-    align = align or "---"
-    separators = [align] * len(header) if isinstance(align, str) else list(align)
-    if len(separators) != len(header):
-        raise ValueError(f"align must have one separator per column ({len(header)}). Received: align={align!r}")
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(separators) + " |"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
