@@ -170,7 +170,7 @@ class Runner:
         models = args.models or table_models(table)
         plan = {"table": table, "models": models, "seeds": [0], "recipe": recipe, "dataset": dataset,
                 "family": data.dataset_family(dataset) or "",
-                "epochs": args.epochs or recipes.get(recipe).training["epochs"]}
+                "epochs": recipes.get(recipe).config(epochs=args.epochs).epochs}
         atomic.write_json(plan, os.path.join(folder, "campaign.json"))
         model_runs = {model: os.path.join(folder, model, "seed0") for model in models}
         pending = [model for model in models if not runs.finished(model_runs[model])]
