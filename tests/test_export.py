@@ -14,7 +14,8 @@ import keras
 import numpy as np
 import pytest
 
-from rir_keras import cli, export
+from rir_keras import export
+from rir_keras.commands.main import main as rir_keras_main
 from rir_keras.applications import (
     AllCNNC, ResNet32, RiR18Wide, RiR32, RiRNet,
 )
@@ -323,7 +324,7 @@ def test_keras_format_takes_raw_images(tiny, tmp_path):
 
 
 def run_cli(capsys, *argv):
-    code = cli.main(["export", *map(str, argv)])
+    code = rir_keras_main(["export", *map(str, argv)])
     captured = capsys.readouterr()
     return code, captured.out + captured.err
 

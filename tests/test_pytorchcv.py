@@ -14,7 +14,7 @@ from pytorchcv.models.common.model_store import get_model_weight_count  # noqa: 
 
 import keras  # noqa: E402
 
-from rir_keras import cli  # noqa: E402
+from rir_keras.commands.main import main as rir_keras_main  # noqa: E402
 from rir_keras.applications import pytorchcv_rir  # noqa: E402
 from rir_keras.dependencies import MissingDependency  # noqa: E402
 
@@ -109,7 +109,7 @@ def test_weights_file_round_trip(peer, tmp_path):
 @pytest.mark.parametrize("peer", [100], indirect=True, ids=["100_classes"])
 def test_command_writes_a_keras_file(peer, tmp_path, capsys):
     output = tmp_path / "rir_cifar100.keras"
-    assert cli.main(["convert", str(peer["path"]), "--output", str(output)]) == 0
+    assert rir_keras_main(["convert", str(peer["path"]), "--output", str(output)]) == 0
     assert "100 classes" in capsys.readouterr().out
     loaded = keras.saving.load_model(output, compile=False)
     assert_same(logits(loaded), peer["logits"])
@@ -134,14 +134,14 @@ def test_a_state_dict_that_does_not_fit_is_refused(peer):
     (["missing.pth", "--output", "out.keras"], "source must be a pytorchcv weights file (.pth); there is no such file. "
                                                "Received: source='missing.pth'"),
     (["not_torch.pth", "--output", "out.keras"], "source is not a PyTorch weights file"),
-    (["not_torch.pth", "--output", "out.h5"], "output must end with .keras or .weights.h5. Received: output='out.h5'"),
+    (["not_torch.pth", "--output", "out.h5"], "output must end with .keras or .weights.h5. Received: --output='out.h5'"),
     (["not_torch.pth", "--output", "exists.keras"], "output already exists"),
 ])
 def test_command_errors(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "not_torch.pth").write_text("not a weights file")
     (tmp_path / "exists.keras").write_text("")
-    assert cli.main(["convert", *argv]) == 2
+    assert rir_keras_main(["convert", *argv]) == 2
     error = capsys.readouterr().err
     assert error.startswith("rir-keras convert: error: ") and message in error and error.count("\n") == 1
 

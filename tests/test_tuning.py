@@ -291,7 +291,7 @@ def test_tune_cli_end_to_end(tmp_path, data_dir, capsys):
 
 def test_tune_cli_rejects_bad_arguments(tmp_path, data_dir, capsys):
     assert main(tune_args(data_dir, tmp_path, grid="nope")) == 2
-    assert "Received: grid='nope'" in capsys.readouterr().err
+    assert "Received: --grid='nope'" in capsys.readouterr().err
     assert main(tune_args(data_dir, tmp_path, extra=["--max-trials", "0"])) == 2
     assert "Received: --max-trials=0" in capsys.readouterr().err
     assert main(tune_args(data_dir, tmp_path, extra=["--model-option", "identity=init"])) == 2
