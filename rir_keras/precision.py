@@ -10,6 +10,10 @@ hardware the session runs on:
   is measured to reach float32's test accuracy (`CPU_BFLOAT16_ACCURACY_HOLDS`); until then, and on
   every other CPU (where bfloat16 runs emulated, slower than float32), float32.
 
+``RIR_KERAS_PRECISION`` (one of `POLICIES`), where set, is what ``auto`` means instead: a pin for a
+whole environment, as ``KERAS_BACKEND`` pins the backend (the test suite pins float32, so that it
+computes the same on every machine).
+
 Precision is a property of the machine a session runs on, like its kernels, not of the run: a run
 continued on another machine may compute in another format. ``sessions.jsonl`` records each
 session's (`describe`), and run.json does not hold it (`rir_keras.runs.MACHINE_SETTINGS`). The
@@ -17,10 +21,12 @@ variables of a mixed-precision model are float32, so its weights load into a flo
 """
 import collections
 import dataclasses
+import os
 
 from rir_keras import runs
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISION_ENV_VAR = "RIR_KERAS_PRECISION"  # where set, what ``auto`` means
 CHOICES = ("auto",) + POLICIES
 NATIVE_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
 # Issue 33, point 3: same model, seed and epochs trained in float32 and in mixed_bfloat16 on a CPU
@@ -37,14 +43,21 @@ class Choice:
     reason: str
 
 
-def resolve(precision="auto", devices=None, cpu=None, argument="precision"):
+def resolve(precision="auto", devices=None, cpu=None, argument="precision", environ=None):
     """The `Choice` for ``precision`` (one of `CHOICES`) on this machine, or on the one described by
     ``devices`` (`rir_keras.runs.accelerators`' list; ``[]``: none) and ``cpu`` (`rir_keras.runs.cpu`'s
-    dict). A one-line ValueError names ``argument`` for anything else."""
+    dict); ``auto`` is `PRECISION_ENV_VAR` of ``environ`` (default ``os.environ``) where that is set.
+    A one-line ValueError names ``argument`` (or the variable) for anything else."""
     if precision not in CHOICES:
         raise ValueError(f"{argument} must be one of {', '.join(CHOICES)}. Received: {argument}={precision!r}")
     if precision != "auto":
         return Choice(precision, precision, "asked for")
+    pinned = (os.environ if environ is None else environ).get(PRECISION_ENV_VAR)
+    if pinned:
+        if pinned not in POLICIES:
+            raise ValueError(f"{PRECISION_ENV_VAR} must be one of {', '.join(POLICIES)}. "
+                             f"Received: {PRECISION_ENV_VAR}={pinned!r}")
+        return Choice(pinned, "auto", f"{PRECISION_ENV_VAR}={pinned}")
     devices = runs.accelerators() if devices is None else devices
     if devices:
         policy, reason = _accelerator_policy(devices[0])

@@ -6,6 +6,9 @@ import pathlib
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `--precision auto` means float32 in every test and every process a test starts, whatever this CPU
+# computes natively: the suite computes the same on every machine (tests/test_precision.py tests auto).
+os.environ["RIR_KERAS_PRECISION"] = "float32"
 
 import rir_keras  # noqa: E402,F401 (before any test imports Keras: TensorFlow's CPU kernels as a user gets them)
 

@@ -20,6 +20,7 @@ AVX2 = {"model": "Intel Xeon", "cores": 2, "flags": ["avx2"]}
 @pytest.fixture(autouse=True)
 def float32_afterwards(monkeypatch):
     monkeypatch.setattr(precision, "_chosen", None)
+    monkeypatch.delenv(precision.PRECISION_ENV_VAR)  # conftest pins float32; here auto is what is tested
     yield
     keras.mixed_precision.set_global_policy("float32")
 
@@ -66,7 +67,18 @@ def test_this_machine_is_described_with_the_flags_that_decide():
     with open("/proc/cpuinfo", encoding="utf-8") as handle:
         flags = next(line for line in handle if line.startswith("flags")).split(":", 1)[1].split()
     assert described["flags"] == [flag for flag in runs.CPU_FLAGS if flag in flags]
-    assert precision.resolve("auto").policy == "float32"  # a CPU machine, until issue 33's accuracy is measured
+    native = {"avx512_bf16", "amx_bf16"} & set(flags) and precision.CPU_BFLOAT16_ACCURACY_HOLDS
+    assert precision.resolve("auto").policy == ("mixed_bfloat16" if native else "float32")  # a CPU machine
+
+
+def test_the_environment_can_pin_what_auto_means(monkeypatch):
+    pinned = precision.resolve("auto", devices=gpu(9.0), environ={"RIR_KERAS_PRECISION": "float32"})
+    assert (pinned.policy, pinned.requested, pinned.reason) == ("float32", "auto", "RIR_KERAS_PRECISION=float32")
+    assert precision.resolve("mixed_float16", environ={"RIR_KERAS_PRECISION": "float32"}).policy == "mixed_float16"
+    with pytest.raises(ValueError, match=r"^RIR_KERAS_PRECISION must be one of .*Received: RIR_KERAS_PRECISION='bf16'$"):
+        precision.resolve("auto", environ={"RIR_KERAS_PRECISION": "bf16"})
+    monkeypatch.setenv("RIR_KERAS_PRECISION", "mixed_bfloat16")
+    assert precision.resolve("auto", devices=[], cpu=AVX2).policy == "mixed_bfloat16"
 
 
 def test_auto_is_the_default_of_train_reproduce_and_tune():
@@ -105,7 +117,8 @@ def test_a_run_started_before_this_change_continues_under_auto_and_in_another_pr
     (output / "run.json").write_text(json.dumps({**settings, "precision": "float32"}))
     (output / "sessions.jsonl").write_text(json.dumps({"date": "2026-12-06T17:42:53+00:00", "first_epoch": 0,
                                                        "backend": "tensorflow", "machine": "AMD EPYC (2 cores)"}) + "\n")
-    assert session([], stop_after=2) == 2  # the default, auto (float32 here): continued, not refused
+    monkeypatch.setenv(precision.PRECISION_ENV_VAR, "float32")  # auto as on a machine where it picks float32
+    assert session([], stop_after=2) == 2  # the default, auto: continued, not refused
     assert session(["--precision", "mixed_bfloat16"]) == 0  # as on a machine where auto picks bfloat16
     assert main(command) == 0  # finished: read back, not refused either
     sessions = runs.sessions(output)
