@@ -145,9 +145,9 @@ def add_fit_arguments(parser):
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="the number format (Keras dtype policy). auto: mixed_bfloat16 on GPUs with bfloat16 "
-                            "tensor cores and TPUs, mixed_float16 on older tensor cores, float32 elsewhere (on "
-                            "CPUs with native bfloat16 too, until its accuracy is measured); $RIR_KERAS_PRECISION, "
-                            "where set, is what auto means. A property of the machine: a run may continue in "
+                            "tensor cores, TPUs and CPUs with native bfloat16 (AVX512_BF16, AMX), mixed_float16 on "
+                            "older tensor cores, float32 elsewhere; $RIR_KERAS_PRECISION, where set, is what auto "
+                            "means. A property of the machine: a run may continue in "
                             "another; sessions.jsonl records each session's")
     group.add_argument("--no-jit", action="store_true", help="do not compile with XLA")
 
