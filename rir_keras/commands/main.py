@@ -64,21 +64,20 @@ def in_flags(message, parser, aliases=None):
     that a flag of another name sets (``{"mode": "distribute"}``): only their ``name=value`` form
     is translated."""
     aliases = aliases or {}
-    flags = {action.dest: action for action in parser._actions if action.option_strings}
+    by_dest = {action.dest: action for action in parser._actions if action.option_strings}
 
-    def action_of(name):
-        return flags.get(aliases.get(name, name))
+    def flag(action):
+        return max(action.option_strings, key=len)  # --batch-size, not a short form
 
     def assignment(match):
-        action = action_of(match.group(1))
+        action = by_dest.get(aliases.get(match.group(1), match.group(1)))
         if action is None:
             return match.group(0)
-        option = max(action.option_strings, key=len)
-        return option if action.nargs == 0 and match.group(2) == "True" else f"{option}={match.group(2)}"
+        return flag(action) if action.nargs == 0 and match.group(2) == "True" else f"{flag(action)}={match.group(2)}"
 
     def bare(match):
-        action = flags.get(match.group(1))
-        return match.group(0) if action is None else max(action.option_strings, key=len)
+        action = by_dest.get(match.group(1))
+        return match.group(0) if action is None else flag(action)
 
     message = re.sub(r"(?<![\w.-])([a-z][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|\[[^\]]*\]|[^\s,;)]*)", assignment, message)
     return re.sub(r"(?<![\w.=-])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?![\w=-])", bare, message)
