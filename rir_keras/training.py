@@ -28,6 +28,7 @@ from keras import ops
 
 from rir_keras import precision
 from rir_keras.backup import EpochBackup, restore_backup
+from rir_keras.interrupts import caused_by_interrupt
 from rir_keras.data import ArrayBatches
 from rir_keras.distribute import NONE as ONE_DEVICE
 from rir_keras.preprocessing import model_preprocessing
@@ -295,10 +296,10 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
     try:
         return _train(model, train_data, test_data, config, output_dir, verbose, callbacks, restart, settings,
                       distribution)
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM where the command line turns it into one (rir_keras.commands.main)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM within rir_keras.interrupts.stop_signals_as_interrupt
         raise _stopped("interrupted", output_dir, config.epochs) from None
     except Exception as error:  # a disk full mid-write: h5py's, TensorFlow's and the OS's errors alike
-        if _caused_by_interrupt(error):  # the interrupt came inside TensorFlow, which turned it into its own error
+        if caused_by_interrupt(error):  # the interrupt came inside TensorFlow, which turned it into its own error
             raise _stopped("interrupted", output_dir, config.epochs) from None
         if not disk_full(error):
             raise
@@ -306,22 +307,6 @@ def train(model, train_data, test_data, config, output_dir, verbose="auto", call
         reason = " ".join((getattr(error, "strerror", None) or str(error)).split())
         raise _stopped(f"the disk is full: {reason}{where}", output_dir, config.epochs,
                        "free space on it, then run") from None
-
-
-def _caused_by_interrupt(error):
-    """Whether a KeyboardInterrupt (Ctrl-C, or SIGTERM through rir_keras.commands.main) is among the causes and
-    contexts of ``error``: one raised inside a C extension comes back as that library's error
-    (``SystemError: ... returned a result with an exception set``, then TensorFlow's own)."""
-    pending, seen = [error], set()
-    while pending:
-        error = pending.pop()
-        if error is None or id(error) in seen:
-            continue
-        if isinstance(error, KeyboardInterrupt):
-            return True
-        seen.add(id(error))
-        pending += [error.__cause__, error.__context__]
-    return False
 
 
 def _stopped(why, output_dir, epochs, advice="run"):

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-from rir_keras import atomic, runs, training
+from rir_keras import atomic, interrupts, runs, training
 from rir_keras.backup import restore_backup
 from rir_keras.applications import RiRNet
 from rir_keras.commands import flags
@@ -521,3 +521,27 @@ def test_an_interrupt_that_a_library_turned_into_its_own_error_still_stops_as_an
                 raise ValueError("The two structures don't have the same nested structure.")
 
         training.train(RiRNet(**TINY), train, test, config, tmp_path / "other", verbose=0, callbacks=[Failing()])
+
+
+def test_a_stop_signal_whose_interrupt_a_library_lost_from_its_error_still_stops_as_an_interrupt(mini, tmp_path):
+    # In CI, SIGTERM landing in tf.data came back as a ValueError about nested structures with no
+    # KeyboardInterrupt in its chain, and `rir-keras train` printed that error instead of where to resume.
+    train, test = mini
+
+    class InterruptLostInsideALibrary(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # the handler runs before the next bytecode
+            except KeyboardInterrupt:
+                pass  # the library swallows it ...
+            raise ValueError("The two structures don't have the same nested structure.")  # ... and says this
+
+    config = training.TrainConfig(epochs=2, batch_size=32, jit_compile=False)
+    before = signal.getsignal(signal.SIGTERM)
+    with interrupts.stop_signals_as_interrupt():
+        with pytest.raises(training.TrainingStopped, match="^interrupted: .* keeps 0 finished epochs of 2"):
+            training.train(RiRNet(**TINY), train, test, config, tmp_path, verbose=0,
+                           callbacks=[InterruptLostInsideALibrary()])
+        assert interrupts.signal_received()
+    assert signal.getsignal(signal.SIGTERM) is before and not interrupts.signal_received()

@@ -6,14 +6,13 @@ status 2; the library names its parameters (``batch_size=128``, ``restart=True``
 says the flags that set them instead (``--batch-size=128``, ``--restart``).
 """
 import argparse
-import contextlib
 import importlib
 import re
-import signal
 import sys
 
 from rir_keras.commands import flags
 from rir_keras.dependencies import MissingDependency
+from rir_keras.interrupts import stop_signals_as_interrupt
 from rir_keras.runs import TrainingStopped
 
 # name: (module of rir_keras.commands, its function that adds the subparser)
@@ -83,25 +82,11 @@ def in_flags(message, parser, aliases=None):
     return re.sub(r"(?<![\w.=-])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?![\w=-])", bare, message)
 
 
-@contextlib.contextmanager
-def terminate_as_interrupt():
-    """Within the block, SIGTERM (what a scheduler, ``kill`` or ``docker stop`` sends) raises
-    KeyboardInterrupt as Ctrl-C does, so a command stops the same way: saying what it keeps."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with terminate_as_interrupt():
+        with stop_signals_as_interrupt():
             return args.func(args) or 0
     except (ValueError, OSError, MissingDependency, TrainingStopped) as error:
         # Bad input, a file or disk problem (missing, read-only, full), a missing package, training

@@ -9,6 +9,7 @@ from rir_keras import data as datasets
 from rir_keras import distribute, precision, training
 from rir_keras.applications import registry
 from rir_keras.commands import flags
+from rir_keras.interrupts import caused_by_interrupt
 from rir_keras.runs import TrainingStopped
 from rir_keras.tuning import grid as grids
 from rir_keras.tuning.hypermodel import RiRHyperModel
@@ -91,7 +92,9 @@ def run_tune(args, flag_defaults):
     except ChiefLost as error:  # a worker whose chief is gone
         print(f"rir-keras tune: error: worker {tuner.tuner_id}: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (rir_keras.cli)
+    except (KeyboardInterrupt, Exception) as error:  # Ctrl-C, SIGTERM, or the error an interrupt became
+        if not caused_by_interrupt(error):
+            raise
         done = sum(trial.status == "COMPLETED" for trial in tuner.oracle.trials.values())
         raise TrainingStopped(f"interrupted: {tuner.project_dir} keeps {done} finished trials; run the same command "
                               f"again to continue (a trial in progress starts over)") from None
