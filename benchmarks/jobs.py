@@ -76,7 +76,7 @@ def matmul(size=4096, dtype="float32"):
     return step, {"flop": 2 * size ** 3, "dtype": dtype, "size": size}
 
 
-KERNELS = ("default", "keras-batch-norm", "float32-batch-norm", "slices")
+KERNELS = ("default", "keras-batch-norm", "float32-batch-norm", "slices", "full-mask", "no-mask")
 
 
 def _slice_and_pad(x, channels):
@@ -89,12 +89,31 @@ def _slice_subsample(x, strides):
     return x[:, :: strides[0], :: strides[1]]
 
 
+def _full_mask(x, channels):
+    """The shortcut's 0/1 channel mask at the full H x W x C shape of ``x`` (a product whose broadcast
+    runs over the batch alone), where the package's mask has shape (C,)."""
+    import keras
+    import numpy as np
+
+    if channels == x.shape[-1]:
+        return x
+    mask = np.broadcast_to(np.arange(x.shape[-1]) < channels, x.shape[1:])
+    return x * keras.ops.convert_to_tensor(mask, dtype=x.dtype)
+
+
+def _no_mask(x, channels):
+    """No mask at all: a different network (the transient channels join the shortcut); timing only,
+    the bound on what masking costs."""
+    return x
+
+
 def _trace_with(kernels, model, step):
     """Trace ``step`` (the model's first training step) with one of the package's speed-ups undone:
     ``"keras-batch-norm"``, Keras' own BatchNormalization computation instead of the fused kernel;
     ``"float32-batch-norm"``, the fused kernel on inputs cast to float32 also under mixed precision;
     ``"slices"``, the shortcuts' channel mask and subsampling as slices ``x[..., :c]`` (padded back with
-    zeros) and ``x[:, ::2, ::2]``.
+    zeros) and ``x[:, ::2, ::2]``; ``"full-mask"``, the mask at its full H x W x C shape;
+    ``"no-mask"``, no mask (a different network: the bound on what the mask costs).
     The traced function keeps the kernels it was traced with."""
     import keras
 
@@ -115,6 +134,8 @@ def _trace_with(kernels, model, step):
     saved = layers.zero_channels_after, layers.subsample
     if kernels == "slices":
         layers.zero_channels_after, layers.subsample = _slice_and_pad, _slice_subsample
+    elif kernels in ("full-mask", "no-mask"):
+        layers.zero_channels_after = _full_mask if kernels == "full-mask" else _no_mask
     try:
         step()
     finally:

@@ -1,5 +1,6 @@
 """The benchmarks' quiet-machine guard (benchmarks/quiet.py): it pauses the campaign, always resumes
-it, and refuses to measure on a busy machine. (What the benchmarks measure is never timed in tests.)"""
+it, and refuses to measure on a busy machine; the profile's variant forms of the shortcut compute what the
+package's do. (What the benchmarks measure is never timed in tests.)"""
 import os
 import pathlib
 import signal
@@ -116,3 +117,21 @@ def test_time_to_accuracy_section_reads_the_campaigns_logs(tmp_path, monkeypatch
     assert rows["resnet32", "0"][3:] == ["1 of 3", "91.00", "epoch 1: 2 min logged, 2 at the median epoch",
                                          "epoch 1: 2 min logged, 2 at the median epoch", "2"]
     assert rows["rir32", "1"][3] == "not started" and rows["resnet32", "1"][3] == "not started"
+
+
+def test_the_profile_s_shortcut_variants_compute_the_package_s_shortcut_but_the_bound():
+    # Section 4 times other forms of the shortcuts' channel mask; each must compute what the package's does,
+    # except "no-mask", the bound on the mask's cost, which must not (or it would be the better form).
+    import numpy as np
+
+    from rir_keras import layers
+
+    jobs = load_script("benchmarks/jobs.py")
+    x = np.random.default_rng(0).normal(size=(2, 4, 4, 8)).astype("float32")
+    expected = np.asarray(layers.zero_channels_after(x, 3))
+    assert np.all(expected[..., 3:] == 0) and np.all(expected[..., :3] == x[..., :3])
+    for form in (jobs._full_mask, jobs._slice_and_pad):
+        np.testing.assert_array_equal(np.asarray(form(x, 3)), expected)
+    assert not np.array_equal(np.asarray(jobs._no_mask(x, 3)), expected)
+    with pytest.raises(ValueError, match="kernels must be one of .* Received: kernels='masks'"):
+        jobs._trace_with("masks", None, lambda: None)
