@@ -28,7 +28,7 @@ from keras import ops
 
 from rir_keras import precision
 from rir_keras.backup import EpochBackup, restore_backup
-from rir_keras.interrupts import caused_by_interrupt
+from rir_keras.interrupts import caused_by_interrupt, signal_received
 from rir_keras.data import ArrayBatches
 from rir_keras.distribute import NONE as ONE_DEVICE
 from rir_keras.preprocessing import model_preprocessing
@@ -190,6 +190,19 @@ class _ReplayEpoch(keras.callbacks.Callback):
         self.dataset.epoch = epoch
 
 
+class _StopWhenSignalled(keras.callbacks.Callback):
+    """Raises the interrupt of a stop signal whose KeyboardInterrupt a library swallowed (a signal
+    received within `rir_keras.interrupts.stop_signals_as_interrupt`): training stops at the next
+    batch. A batch's start, not its end: hooks at a batch's end would keep Keras from dispatching the
+    other callbacks' batch hooks asynchronously."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if signal_received():
+            raise KeyboardInterrupt("a stop signal arrived")
+
+    on_test_batch_begin = on_train_batch_begin
+
+
 class _EpochSeconds(keras.callbacks.Callback):
     """Adds each epoch's wall time, validation included, to its logs as ``seconds`` (placed before
     the CSV logger, which then writes it): the speed `rir-keras reproduce --status` estimates from."""
@@ -346,6 +359,7 @@ def _train(model, train_data, test_data, config, output_dir, verbose, callbacks,
     described = {"distribution": distribution.describe(config.batch_size)} if distribution.active else {}
     log_session(output_dir, first_epoch=done_before, **precision.describe(model), **described)
     stock = [
+        _StopWhenSignalled(),
         _EpochSeconds(),
         # The log row goes first: a kill between the two repeats that epoch, and trim_log drops its row.
         keras.callbacks.CSVLogger(log_path, append=True),
