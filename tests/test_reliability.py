@@ -314,7 +314,7 @@ def test_a_disk_full_at_the_first_backup_is_one_line_not_a_crash(small_disk, dat
                      "--epochs", "2", "--output", output, data_dir=data_dir)
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.strip().splitlines()[-1].startswith(
-        f"rir-keras train: error: the disk is full: No space left on device (the backup of epoch 1 needs about"), \
+        "rir-keras train: error: the disk is full: No space left on device (the backup of epoch 1 needs about"), \
         done.stderr[-3000:]
     assert f"{output} keeps 0 finished epochs of 2; free space on it, then run the same command again" in done.stderr
     assert "Exception ignored" not in done.stderr
