@@ -17,7 +17,6 @@ input shape, classes and preprocessing. results.json (``rir-keras train``), best
 back and `ModelSpec.build` rebuilds the model.
 """
 import dataclasses
-import inspect
 from typing import Callable
 
 from rir_keras import preprocessing as preprocessing_lib
@@ -62,9 +61,7 @@ class Record:
     @property
     def defaults(self):
         """The default of every keyword of the constructor, the record's options applied."""
-        parameters = inspect.signature(self.constructor).parameters.values()
-        return {**{p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty},
-                **self.options}
+        return {**weights_store.keyword_defaults(self.constructor), **self.options}
 
     @property
     def preprocessing(self):
@@ -183,8 +180,7 @@ class ModelSpec:
 
     def constructor_options(self):
         """Every keyword this spec passes to the constructor."""
-        return {**self.options, "input_shape": self.input_shape, "classes": self.classes,
-                "preprocessing": self.preprocessing}
+        return weights_store.spec_options(self.to_dict())
 
     def to_dict(self):
         return {"registry_name": self.registry_name, "options": dict(self.options),

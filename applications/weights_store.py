@@ -204,15 +204,20 @@ def _tuple(value):
     return tuple(value) if isinstance(value, list) else value
 
 
-def trained_options(entry):
-    """The constructor options a manifest entry's model was built with: its spec's options, input
-    shape, classes and preprocessing (`registry.ModelSpec.constructor_options` of the spec)."""
-    spec = entry["spec"]
+def spec_options(spec):
+    """The constructor options of a model spec in its stored form (``registry.ModelSpec.to_dict``): its
+    options, input shape, classes and preprocessing. `registry.ModelSpec.constructor_options` is this."""
     return {**spec["options"], "input_shape": tuple(spec["input_shape"]), "classes": spec["classes"],
             "preprocessing": _tuple(spec["preprocessing"])}
 
 
-def _defaults(constructor):
+def trained_options(entry):
+    """The constructor options a manifest entry's model was built with."""
+    return spec_options(entry["spec"])
+
+
+def keyword_defaults(constructor):
+    """The default of every keyword of ``constructor`` (`registry.Record.defaults` starts from these)."""
     return {p.name: p.default for p in inspect.signature(constructor).parameters.values()
             if p.default is not inspect.Parameter.empty}
 
@@ -232,7 +237,7 @@ def request(name, arguments, constructor, store=None):
     found = entry(name, weights, store)
     if found is None:
         raise unavailable(name, weights, store)
-    trained = {**_defaults(constructor), **trained_options(found)}
+    trained = {**keyword_defaults(constructor), **trained_options(found)}
     for option in FUNCTION_OPTIONS:
         if option in arguments and not _same(option, arguments[option], trained.get(option)):
             raise ValueError(f"weights={weights!r} for {name} were trained with {option}={trained.get(option)!r}: "
