@@ -340,7 +340,10 @@ def test_resume_after_kill_runs_no_finished_trial_again(tmp_path, data_dir, caps
     process = start_tune(args, tmp_path / "killed.log")
     try:
         deadline = time.monotonic() + SUBPROCESS_SECONDS
-        while "COMPLETED" not in trial_states(project).values():
+        # A trial ends in two writes: KerasTuner's trial.json says COMPLETED, then runs.jsonl its "end" line.
+        # Kill after both (a kill between them would leave a finished trial without its "end" line).
+        while not any(event["event"] == "end" for trial in trial_states(project)
+                      for event in trial_runs(project, trial)):
             assert process[0].poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "no trial finished in time"
             time.sleep(0.1)
