@@ -526,8 +526,8 @@ section 2 times our models in it beside float32 and section 4 profiles it and ti
 make it faster (batch norm in float32, one inter-op thread, XLA, the shortcuts' mask in another shape,
 and no mask at all as the bound on the mask's cost); elsewhere it runs emulated and is not measured.
 What bounds it: the convolutions' weight gradients (`Conv2DBackpropFilter`), a third of the step, gain
-the least from bfloat16 in oneDNN, and element-wise ops (the shortcuts' mask, ReLU's gradient, batch
-norm's) gain nothing or lose. The batch size stays the recipe's 128: a larger one would change the
+the least from bfloat16 in oneDNN, and element-wise ops gain little (batch norm's gradient), nothing (the
+shortcuts' mask) or lose (ReLU's gradient). The batch size stays the recipe's 128: a larger one would change the
 training, not only its speed. Data loading costs well under 1% of a step and overlaps it (section 4).
 """
 
