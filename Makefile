@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RIR_KERAS_DATA ?= $(abspath ../shared/datasets/cifar10)
 export RIR_KERAS_DATA
 
-.PHONY: demo test bench install clean campaign campaign-commit status gpu-prepare gpu-dry-run
+.PHONY: demo test bench install clean campaign campaign-commit status compare gpu-prepare gpu-dry-run
 
 # The training campaign (docs/results.md): Table 1's four 32-layer models on the official CIFAR-10
 # (lossless), in stages run one after the other in the background at the lowest priority, each
@@ -68,6 +68,11 @@ campaign: install
 
 status: install
 	@for c in $(CAMPAIGNS); do [ -f $$c/campaign.json ] && $(BIN)/rir-keras reproduce --status $$c; done; true
+
+# The finished models of every campaign side by side, the first (CIFAR-10, JPEG copy) included.
+compare: install
+	@$(BIN)/rir-keras reproduce --compare results/table32-cifar10 \
+		$$(for c in $(CAMPAIGNS); do [ -f $$c/campaign.json ] && echo $$c; done)
 
 # Commit the campaign's state, amending this session's previous campaign-state commit, and say how
 # big this session's commits are against the submission limit (tools/campaign_commit.py).

@@ -297,3 +297,49 @@ def test_campaign_commits_amend_within_a_session_and_never_carry_a_replaced_back
     assert commits()[:2] == [f"{tool.PREFIX} c: rir32 seed 0 4/30 (53.00%)", "Some code"]
     assert tool.main([*flags, "--check"]) == 0
     assert tool.session_commits(os.path.getmtime(pid_file))[-1][1].startswith(f"{tool.PREFIX} c: rir32")
+
+
+def write_campaign(folder, table, models, seeds, finished):
+    """A campaign folder as `reproduce` leaves it: its plan, and results.json for the runs in
+    ``finished`` (``{(model, seed): (test accuracy, results fields)}``); the other runs have not ended."""
+    folder.mkdir(parents=True)
+    (folder / "campaign.json").write_text(json.dumps({"table": table, "models": models, "seeds": seeds,
+                                                      "recipe": "fast", "dataset": "cifar10", "family": "cifar10",
+                                                      "epochs": 3}))
+    for (model, seed), (accuracy, fields) in finished.items():
+        run = folder / model / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps({
+            "test_accuracy": accuracy, "history": {"epoch": [0, 1, 2]}, "recipe": "fast", "wall_seconds": 3600,
+            "machines": ["AMD EPYC (2 cores)"], **fields}))
+
+
+def test_compare_sets_campaigns_side_by_side_model_by_model(tmp_path, capsys):
+    official = {"data": {"file": "cifar10-webp.tar.gz", "sha256": "0" * 64}, "precision": "mixed_bfloat16"}
+    write_campaign(tmp_path / "old", "32", ["rir32", "cnn32"], [0, 1],
+                   {("rir32", 0): (0.87, {"precision": "float32"}), ("rir32", 1): (0.89, {"precision": "float32"}),
+                    ("cnn32", 0): (0.84, {"precision": "float32"})})
+    write_campaign(tmp_path / "new", "32", ["rir32", "resnet32"], [0],
+                   {("rir32", 0): (0.91, official)})  # resnet32 has not finished
+    assert main(["reproduce", "--compare", str(tmp_path / "old"), str(tmp_path / "new")]) == 0
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+    header, rows = rows[0], rows[1:]
+    assert header[:4] == ["model", "campaign", "data", "precision"] and "test accuracy (%)" in header
+    cell = lambda row, name: row[header.index(name)]  # noqa: E731
+    # The paper's order (CNN before RiR), then each campaign in the order given; unfinished runs left out.
+    old, new = f"`{tmp_path / 'old'}`", f"`{tmp_path / 'new'}`"
+    assert [(row[0], row[1]) for row in rows] == [("cnn32", old), ("rir32", old), ("rir32", new)]
+    assert cell(rows[1], "test accuracy (%)") == "88.00 ± 1.41" and cell(rows[1], "seeds") == "2"
+    assert cell(rows[1], "data") == "cifar10 (archive not recorded)" and cell(rows[1], "precision") == "float32"
+    assert cell(rows[2], "test accuracy (%)") == "91.00" and cell(rows[2], "difference") == "-1.97"
+    assert cell(rows[2], "data") == "cifar10-webp.tar.gz" and cell(rows[2], "precision") == "mixed_bfloat16"
+
+
+def test_compare_refuses_a_folder_without_a_campaign_and_campaigns_of_two_tables(tmp_path, capsys):
+    write_campaign(tmp_path / "a", "32", ["rir32"], [0], {})
+    write_campaign(tmp_path / "b", "18-wide", ["rir18_wide"], [0], {})
+    assert main(["reproduce", "--compare", str(tmp_path / "a"), str(tmp_path / "nothing")]) == 2
+    assert f"Received: --compare='{tmp_path / 'nothing'}'" in capsys.readouterr().err
+    assert main(["reproduce", "--compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err.strip().endswith("Received: --compare with tables 18-wide, 32")

@@ -2,7 +2,8 @@
 
 ``OUTPUT/campaign.json`` holds the plan (table, models, seeds, recipe, dataset); each run lives in
 ``OUTPUT/MODEL/seedN`` (see ``rir_keras.runs``). `results_table` sets the finished runs beside the
-paper's figures; `status` tells how far each run got and how long the rest will take.
+paper's figures, `comparison_table` several campaigns side by side; `status` tells how far each run
+got and how long the rest will take.
 """
 import math
 import os
@@ -22,37 +23,80 @@ def mean_and_spread(values):
     return mean, (statistics.stdev(values) if len(values) > 1 else None)
 
 
+def finished_results(folder, plan, name):
+    """The results of every finished run of model ``name`` in the campaign in ``folder``, seed by seed."""
+    return [runs.read_json(os.path.join(run, "results.json")) for model, _, run in runs_of(folder, plan)
+            if model == name and runs.progress(run).finished]
+
+
+def ordered_models(table, names):
+    """``names`` in the paper's order of ``table`` (Table 1: CNN, ResNet, ResNet Init, RiR), others after."""
+    ordered = [name for name in registry.group_members(table) if name in names]
+    return ordered + [name for name in names if name not in ordered]
+
+
+def summary(name, finished, family):
+    """Cells of one model's finished runs: recipe, epochs, seeds, test accuracy (mean ± standard deviation
+    over seeds), the paper's figure, the difference, wall time per run, machines."""
+    accuracies = [100 * result["test_accuracy"] for result in finished]
+    mean, spread = mean_and_spread(accuracies)
+    measured = f"{mean:.2f}" if spread is None else f"{mean:.2f} ± {spread:.2f}"
+    reported = registry.record(name).reported(family)
+    difference = f"{mean - reported[0][1]:+.2f}" if reported else ""
+    wall = statistics.fmean(result.get("wall_seconds", math.nan) for result in finished)
+    machines = sorted({m for result in finished for m in result.get("machines", [])})
+    return [finished[0].get("recipe", ""), len(finished[0]["history"]["epoch"]), len(finished), measured,
+            registry.record(name).cite(family), difference, runs.format_duration(wall), "; ".join(machines)]
+
+
+SUMMARY_HEADER = ["recipe", "epochs", "seeds", "test accuracy (%)", "paper (%)", "difference", "wall time per run",
+                  "machines"]
+NOTE = ("Test accuracy: the final epoch's, on the full test split, mean ± standard deviation over seeds. "
+        "Paper: as reported (original data, the authors' training).\n\n")
+
+
 def results_table(folder, plan):
     """The campaign's finished models beside the paper's figures, as a markdown table."""
-    header = ["model", "recipe", "epochs", "seeds", "test accuracy (%)", "paper (%)", "difference",
-              "wall time per run", "machines"]
+    rows = [[name, *summary(name, finished, plan["family"])] for name in ordered_models(plan["table"], plan["models"])
+            if (finished := finished_results(folder, plan, name))]
+    return NOTE + markdown.table(["model", *SUMMARY_HEADER], rows, align=["---"] + ["---:"] * 7 + ["---"]) + "\n"
+
+
+def trained_on(finished, plan):
+    """The data and precision of a model's finished runs: the archive they recorded (runs before 0.9
+    recorded only the dataset's name), and each distinct precision."""
+    files = sorted({result["data"]["file"] for result in finished if result.get("data")})
+    data = ", ".join(files) if files else f"{plan['dataset']} (archive not recorded)"
+    precisions = sorted({result.get("precision", "") for result in finished} - {""})
+    return data, "; ".join(precisions)
+
+
+def comparison_table(folders):
+    """The finished models of the campaigns in ``folders`` side by side, model by model in the paper's
+    order, each campaign's row saying which data and precision it trained with."""
+    plans = {folder: read_plan(folder, "--compare") for folder in folders}
+    tables = {plan["table"] for plan in plans.values()}
+    if len(tables) != 1:
+        raise ValueError(f"--compare takes campaigns of one paper table. Received: --compare with tables "
+                         f"{', '.join(sorted(tables))}")
+    names = [name for plan in plans.values() for name in plan["models"]]
     rows = []
-    ordered = [name for name in registry.group_members(plan["table"]) if name in plan["models"]]
-    for name in ordered + [name for name in plan["models"] if name not in ordered]:
-        finished = [runs.read_json(os.path.join(run, "results.json")) for model, _, run in runs_of(folder, plan)
-                    if model == name and runs.progress(run).finished]
-        if not finished:
-            continue
-        accuracies = [100 * result["test_accuracy"] for result in finished]
-        mean, spread = mean_and_spread(accuracies)
-        measured = f"{mean:.2f}" if spread is None else f"{mean:.2f} ± {spread:.2f}"
-        reported = registry.record(name).reported(plan["family"])
-        difference = f"{mean - reported[0][1]:+.2f}" if reported else ""
-        wall = statistics.fmean(result.get("wall_seconds", math.nan) for result in finished)
-        machines = sorted({m for result in finished for m in result.get("machines", [])})
-        rows.append([name, finished[0].get("recipe", ""), len(finished[0]["history"]["epoch"]), len(finished),
-                     measured, registry.record(name).cite(plan["family"]), difference, runs.format_duration(wall),
-                     "; ".join(machines)])
-    note = ("Test accuracy: the final epoch's, on the full test split, mean ± standard deviation over seeds. "
-            "Paper: as reported (original data, the authors' training).\n\n")
-    return note + markdown.table(header, rows, align=["---"] + ["---:"] * 7 + ["---"]) + "\n"
+    for name in ordered_models(tables.pop(), list(dict.fromkeys(names))):
+        for folder, plan in plans.items():
+            finished = finished_results(folder, plan, name) if name in plan["models"] else []
+            if finished:
+                rows.append([name, f"`{folder}`", *trained_on(finished, plan),
+                             *summary(name, finished, plan["family"])])
+    header = ["model", "campaign", "data", "precision", *SUMMARY_HEADER]
+    return NOTE + markdown.table(header, rows, align=["---"] * 4 + ["---:"] * 7 + ["---"]) + "\n"
 
 
-def read_plan(folder):
+def read_plan(folder, flag="--status"):
+    """The plan in ``folder``'s campaign.json; a ValueError naming ``flag`` where there is none."""
     path = os.path.join(folder, "campaign.json")
     if not os.path.isfile(path):
         raise ValueError(f"{folder} holds no campaign (no campaign.json; `rir-keras reproduce --output {folder}` "
-                         f"starts one). Received: --status={folder!r}")
+                         f"starts one). Received: {flag}={folder!r}")
     return runs.read_json(path)
 
 

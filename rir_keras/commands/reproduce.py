@@ -13,6 +13,9 @@ def run_reproduce(args):
     if args.status:
         print(campaign.status(args.status), end="")
         return 0
+    if args.compare:
+        print(campaign.comparison_table(args.compare), end="")
+        return 0
     members = registry.group_members(args.table)
     names = args.models or list(members)
     for name in names:
@@ -54,6 +57,10 @@ def add_reproduce(subparsers):
     parser.add_argument("--status", metavar="DIR",
                         help="print each run's epochs done and left, last accuracy and ETA of the campaign in DIR; "
                              "train nothing")
+    parser.add_argument("--compare", metavar="DIR", nargs="+",
+                        help="print the finished models of the campaigns in these folders side by side (data, "
+                             "precision, recipe, mean ± standard deviation over seeds, the paper's figure, wall "
+                             "time, machines); train nothing")
     parser.add_argument("--restart", action="store_true", help="start every run of the table over")
     flags.add_verbose_argument(parser)
     flags.add_data_arguments(parser)
