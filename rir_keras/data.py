@@ -183,9 +183,10 @@ def resolve_source(source):
     - ``"tfds:NAME"`` passes through: tensorflow-datasets, always.
     - A bare name (``"cifar10"``, ``"cifar10-mini"``) is looked up in the folder(s) named by the
       environment variable ``RIR_KERAS_DATA`` (several joined with ``os.pathsep``), trying
-      ``NAME.tar.gz``, ``NAME.tgz`` and ``NAME-jpeg.tar.gz`` in that order. With
-      ``RIR_KERAS_DATA=/work/shared/datasets/cifar10``, ``"cifar10"`` is the full JPEG copy
-      ``cifar10-jpeg.tar.gz`` and ``"cifar10-mini"`` the small ``cifar10-mini.tar.gz``.
+      `LOCAL_ARCHIVE_PATTERNS` in order (``NAME-webp.tar.gz``, ``NAME-png.tar.gz``, ``NAME.tar.gz``,
+      ``NAME.tgz``, ``NAME-jpeg.tar.gz``). With ``RIR_KERAS_DATA=../shared/datasets/cifar10``,
+      ``"cifar10"`` is the official CIFAR-10, ``cifar10-webp.tar.gz`` (lossless), and ``"cifar10-mini"``
+      the small ``cifar10-mini.tar.gz``; the JPEG copy is read by its path.
     - Any other name is a tensorflow-datasets name: ``"cifar100"`` -> ``"tfds:cifar100"``
       (`load_split` then loads it only where tensorflow-datasets has a prepared copy: only an
       explicit ``"tfds:NAME"`` downloads).
