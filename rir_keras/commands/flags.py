@@ -96,8 +96,7 @@ def add_data_arguments(parser):
     group.add_argument("--dataset", default="cifar10",
                        help="a folder or .tar.gz of <split>/<class>/<image> (JPEG, PNG or WebP), a "
                             "tensorflow-datasets name (cifar10, cifar100, tfds:NAME), or a bare name looked up "
-                            "under $RIR_KERAS_DATA first (cifar10 -> cifar10-webp.tar.gz, the official data). "
-                            "Default: cifar10")
+                            "under $RIR_KERAS_DATA first (cifar10 -> cifar10-webp.tar.gz, the official data)")
     group.add_argument("--data-dir", help="tensorflow-datasets data folder")
     group.add_argument("--train-split", default="train")
     group.add_argument("--test-split", default="test")
