@@ -4,7 +4,7 @@
 
 Runs the search `rir-keras tune` runs (same hypermodel, tuner and TensorBoard callback) over a
 10-point grid (5 learning rates x 2 optimizers) of a tiny RiR (3 blocks of 2 layers, 8 channels)
-on 64 training and 32 validation images of CIFAR-10 (JPEG copy), one epoch per trial. Prints
+on 64 training and 32 validation images of the CIFAR-10 mini set (lossless PNG), one epoch per trial. Prints
 the resident set size (psutil) after each trial and the process's peak (``ru_maxrss``).
 
 ``--control`` runs the same loop without our code or KerasTuner: a plain Keras CNN (Conv2D,
