@@ -28,9 +28,9 @@ from keras import ops
 
 from rir_keras import precision
 from rir_keras.backup import EpochBackup, restore_backup
-from rir_keras.interrupts import caused_by_interrupt, signal_received
 from rir_keras.data import ArrayBatches
 from rir_keras.distribute import NONE as ONE_DEVICE
+from rir_keras.interrupts import caused_by_interrupt, signal_received
 from rir_keras.preprocessing import model_preprocessing
 from rir_keras.atomic import atomic_output, disk_full, save_model, write_json
 from rir_keras.runs import (
