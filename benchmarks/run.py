@@ -412,8 +412,8 @@ def profile_section(session, args):
 
 
 NAMES = {"rir32": "RiR32", "resnet32": "ResNet32"}
+# Op traces of section 4; the bfloat16 ones only where the CPU computes bfloat16.
 TRACES = (("rir32", "float32"), ("resnet32", "float32"), ("rir32", "mixed_bfloat16"), ("resnet32", "mixed_bfloat16"))
-# bfloat16 traces only where the CPU computes bfloat16
 
 
 def bfloat16_gains(traces):
