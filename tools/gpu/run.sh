@@ -22,7 +22,7 @@ pip_install() {
         --disable-pip-version-check --target "$SITE" "$@"
 }
 pip_install "$WHEELS"/*.whl || { echo "run.sh: error: installing the wheels failed" >&2; exit 3; }
-# rir_keras from this tree (not editable: its entry points name the rir-keras subcommands).
+# rir_keras from this tree, into $SITE with its console script rir-keras.
 pip_install --no-build-isolation . || { echo "run.sh: error: installing rir_keras failed" >&2; exit 3; }
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 export KERAS_BACKEND=jax
