@@ -365,7 +365,9 @@ def profile_section(session, args):
     batch_ms = median(data.seconds) * 1e3
     share = [d / s for d, s in zip(data.seconds, default.seconds)]
     traces = {}
-    for model, policy in [(model, policy) for model, policy in TRACES if native or policy == "float32"]:
+    for model, policy in TRACES:
+        if policy != "float32" and not native:
+            continue
         say(f"profile: op trace of {model}, {policy}")
         trace = tf.setup(f"trace-{model}-{policy}", "op_profile", model=model, batch_size=BATCH,
                          steps=args.trace_steps, policy=policy)
