@@ -12,7 +12,7 @@ Sections (each runnable alone; a run rewrites only its own sections of the outpu
 - export:  inference latency of an exported SavedModel at batch 1 and 128.
 - profile: what makes the default path fast: each speed-up undone in turn, threads, XLA, mixed_bfloat16
            (where the CPU computes bfloat16), the data pipeline, time per op type.
-- accuracy: minutes to 85% and 90% test accuracy for RiR-32 and ResNet-32, read from the campaign's logs.
+- accuracy: minutes to 85%, 90% and 92% test accuracy of each campaign run, read from the campaigns' logs.
 
 Each framework runs in its own worker process (worker.py); variants compared with each other are
 timed in turns within one run (timing.py), so the ratios hold on a shared, noisy machine.
@@ -44,13 +44,16 @@ TITLES = {
     "models": "2. Whole models: training throughput, TensorFlow, JAX and the PyTorch peer",
     "export": "3. Inference latency of the exported SavedModel",
     "profile": "4. Where the time goes, and what makes the default path fast",
-    "accuracy": "5. Time to 85% and 90% test accuracy, from the training campaign's logs",
+    "accuracy": "5. Time to 85%, 90% and 92% test accuracy, from the training campaigns' logs",
 }
 LAYER_SIZES = ((32, 16), (16, 32), (8, 64))  # (height = width, channels): the ResNet-32 stages
 PLACEMENTS = ("init", "constant", "shortcut")
 MODELS = ("rir32", "resnet32", "cnn32")
 BF16_MODELS = ("rir32", "resnet32")  # also timed in mixed_bfloat16 where the CPU computes bfloat16
-DEFAULT_CAMPAIGN = os.path.join("results", "table32-cifar10-fast")  # the official CIFAR-10, recipe fast
+# The campaigns whose logs section 5 reads, in the order they ran (`make campaign`; the first trained on
+# CIFAR-10 (JPEG copy), the others on the official CIFAR-10), and the test accuracies it times.
+DEFAULT_CAMPAIGNS = [os.path.join("results", f"table32-cifar10{stage}") for stage in ("", "-fast", "-fast-bf16", "-long")]
+ACCURACY_MARKS = (0.85, 0.90, 0.92)
 TRAINING_PASSES = 3  # a training step's work in forward passes
 BATCH = 128
 
@@ -457,40 +460,41 @@ def accuracy_section(session, args):
     from rir_keras import runs
     from rir_keras.commands import campaign
 
-    marks_at = (0.85, campaign.TARGET_ACCURACY)
-    folder = args.campaign_folder
-    plan = campaign.read_plan(folder)
-    rows = []
-    for name, seed, run in campaign.runs_of(folder, plan):
-        if name not in ("rir32", "resnet32"):
-            continue
-        progress, log = runs.progress(run), runs.read_log(os.path.join(run, "log.csv"))
-        accuracies, seconds = log.get("val_accuracy", []), log.get("seconds", [])
-        if not accuracies:
-            rows.append([name, seed, plan["recipe"], "not started"] + [""] * (len(marks_at) + 2))
-            continue
-        marks = []
-        for mark in marks_at:
-            reached = campaign.time_to_accuracy(run, mark)
-            marks.append(f"epoch {reached[0]}: {reached[1] / 60:.0f} min logged, "
-                         f"{reached[0] * statistics.median(seconds) / 60:.0f} at the median epoch" if reached else
-                         "not reached" if progress.finished else "not yet")
-        rows.append([name, seed, plan["recipe"], f"{len(accuracies)} of {progress.epochs_total or plan['epochs']}",
-                     f"{100 * accuracies[-1]:.2f}" + (" (final)" if progress.finished else ""), *marks,
-                     f"{sum(seconds) / 60:.0f}"])
-    marks = " and ".join(f"{100 * mark:.0f}%" for mark in marks_at)
+    rows, waiting = [], 0
+    for folder in args.campaign_folder:
+        plan = campaign.read_plan(folder)
+        for name, seed, run in campaign.runs_of(folder, plan):
+            progress, log = runs.progress(run), runs.read_log(os.path.join(run, "log.csv"))
+            accuracies, seconds = log.get("val_accuracy", []), log.get("seconds", [])
+            if not accuracies:
+                waiting += 1
+                continue
+            data, _ = campaign.trained_on([runs.read_json(os.path.join(run, "run.json"))], plan)
+            marks = []
+            for mark in ACCURACY_MARKS:
+                reached = campaign.time_to_accuracy(run, mark)
+                marks.append(f"epoch {reached[0]}: {reached[1] / 60:.0f} min logged, "
+                             f"{reached[0] * statistics.median(seconds) / 60:.0f} at the median epoch" if reached
+                             else "not reached" if progress.finished else "not yet")
+            rows.append([name, seed, f"`{folder}`", data, "; ".join(runs.session_precisions(run)), plan["recipe"],
+                         f"{len(accuracies)} of {progress.epochs_total or plan['epochs']}",
+                         f"{100 * accuracies[-1]:.2f}" + (" (final)" if progress.finished else ""), *marks,
+                         f"{sum(seconds) / 60:.0f}"])
+    marks = ", ".join(f"{100 * mark:.0f}%" for mark in ACCURACY_MARKS)
     return "\n".join([
-        f"The campaign in `{folder}` (`make campaign`: dataset `{plan['dataset']}`, all its training images, "
-        f"test accuracy on all its test images after each epoch, recipe `{plan['recipe']}`). For each run of "
-        f"RiR-32 and ResNet-32: the first epoch whose test accuracy reached {marks}, and the minutes its epochs "
-        "took until then as logged (`log.csv`, column `seconds`); a finished run that never reached a mark says "
-        "so. The campaign runs at the lowest priority beside other work, so logged minutes are an upper bound "
-        "on a quiet machine's; the same epochs at the run's median epoch time are closer to it (most epochs "
-        "run on a quiet machine; section 2's images/s gives a quiet epoch's training time). docs/results.md "
-        "says which epochs ran with which version. Nothing is timed in this section.",
+        f"The runs of the training campaigns in {', '.join(f'`{folder}`' for folder in args.campaign_folder)} "
+        "(`make campaign`; all the training images, test accuracy on all the test images after each epoch). "
+        f"For each run that has begun: the first epoch whose test accuracy reached {marks}, and the minutes its "
+        "epochs took until then as logged (`log.csv`, column `seconds`); a finished run that never reached a "
+        "mark says so. The campaign runs at the lowest priority beside other work, so logged minutes are an "
+        "upper bound on a quiet machine's; the same epochs at the run's median epoch time are closer to it "
+        "(most epochs run on a quiet machine; section 2's images/s gives a quiet epoch's training time). "
+        "Data is the archive the run recorded (runs before 0.9 recorded only the dataset's name: those of "
+        "`results/table32-cifar10` trained on CIFAR-10 (JPEG copy)). docs/results.md says which epochs ran with "
+        f"which version. Runs planned but not begun: {waiting}. Nothing is timed in this section.",
         "",
-        table(["model", "seed", "recipe", "epochs", "test accuracy (%)",
-               *(f"{100 * mark:.0f}% reached (logged)" for mark in marks_at), "minutes logged in all"], rows),
+        table(["model", "seed", "campaign", "data", "precision", "recipe", "epochs", "test accuracy (%)",
+               *(f"{100 * mark:.0f}% reached (logged)" for mark in ACCURACY_MARKS), "minutes logged in all"], rows),
     ])
 
 
@@ -603,8 +607,8 @@ def parse_args(argv):
     parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch peer")
     parser.add_argument("--campaign-pid", default=quiet.DEFAULT_PID_FILE,
                         help="pid file of the training campaign, paused (SIGSTOP) during each timed section")
-    parser.add_argument("--campaign-folder", default=DEFAULT_CAMPAIGN,
-                        help="the `rir-keras reproduce` folder whose logs section accuracy reads")
+    parser.add_argument("--campaign-folder", nargs="+", default=DEFAULT_CAMPAIGNS,
+                        help="the `rir-keras reproduce` folders whose logs section accuracy reads")
     parser.add_argument("--max-busy", type=float, default=0.5,
                         help="a section starts only when at most this share of each core is busy")
     parser.add_argument("--wait", type=float, default=300, help="seconds to wait for a quiet machine")

@@ -89,34 +89,45 @@ def test_a_benchmark_killed_mid_section_resumes_the_campaign(campaign):
 
 
 def test_time_to_accuracy_section_reads_the_campaigns_logs(tmp_path, monkeypatch):
-    """Section 5 from a campaign folder: a mark reached (its epoch, the logged minutes until then),
-    a finished run that never reached a mark, a run still going, a run not started."""
+    """Section 5 from two campaign folders: a mark reached (its epoch, the logged minutes until then),
+    a finished run that never reached a mark, a run still going, runs not begun; each row names its
+    campaign, the archive it recorded (or that it recorded none) and the precision it trained in."""
     import argparse
     import json
 
     monkeypatch.syspath_prepend(str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
     run = load_script("benchmarks/run.py")
-    (tmp_path / "campaign.json").write_text(json.dumps(
-        {"table": "32", "family": "cifar10", "models": ["rir32", "resnet32"], "seeds": [0, 1], "recipe": "fast",
-         "dataset": "cifar10", "epochs": 3}))
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, models in ((first, ["rir32", "resnet32"]), (second, ["cnn32"])):
+        folder.mkdir()
+        (folder / "campaign.json").write_text(json.dumps(
+            {"table": "32", "family": "cifar10", "models": models, "seeds": [0, 1], "recipe": "fast",
+             "dataset": "cifar10", "epochs": 3}))
     header = "epoch,accuracy,loss,seconds,val_accuracy,val_loss\n"
-    finished, going = tmp_path / "rir32" / "seed0", tmp_path / "resnet32" / "seed0"
-    for folder, rows in ((finished, ["0,0.5,1,600,0.80,1", "1,0.6,1,660,0.86,1", "2,0.7,1,540,0.88,1"]),
-                         (going, ["0,0.5,1,120,0.91,1"])):
+    finished, going = first / "rir32" / "seed0", second / "cnn32" / "seed0"
+    settings = ({"config": {"epochs": 3}, "precision": "float32"},
+                {"config": {"epochs": 3}, "data": {"file": "cifar10-webp.tar.gz", "sha256": "0" * 64}})
+    for folder, rows, recorded in ((finished, ["0,0.5,1,600,0.80,1", "1,0.6,1,660,0.86,1", "2,0.7,1,540,0.88,1"],
+                                    settings[0]),
+                                   (going, ["0,0.5,1,120,0.93,1"], settings[1])):
         folder.mkdir(parents=True)
         (folder / "log.csv").write_text(header + "\n".join(rows) + "\n")
-        (folder / "run.json").write_text(json.dumps({"config": {"epochs": 3}}))
+        (folder / "run.json").write_text(json.dumps(recorded))
+    (going / "sessions.jsonl").write_text(json.dumps({"first_epoch": 0, "precision": "mixed_bfloat16"}) + "\n")
+    (finished / "sessions.jsonl").write_text(json.dumps({"first_epoch": 0}) + "\n")  # from before it said
     (finished / "results.json").write_text(json.dumps({"test_accuracy": 0.88}))
 
-    text = run.accuracy_section(None, argparse.Namespace(campaign_folder=str(tmp_path)))
+    text = run.accuracy_section(None, argparse.Namespace(campaign_folder=[str(first), str(second)]))
     cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()
              if line.startswith("| ") and "---" not in line and "seed |" not in line]
     rows = {tuple(row[:2]): row for row in cells}
-    assert rows["rir32", "0"][3:] == ["3 of 3", "88.00 (final)", "epoch 2: 21 min logged, 20 at the median epoch",
-                                      "not reached", "30"]
-    assert rows["resnet32", "0"][3:] == ["1 of 3", "91.00", "epoch 1: 2 min logged, 2 at the median epoch",
-                                         "epoch 1: 2 min logged, 2 at the median epoch", "2"]
-    assert rows["rir32", "1"][3] == "not started" and rows["resnet32", "1"][3] == "not started"
+    assert set(rows) == {("rir32", "0"), ("cnn32", "0")}
+    assert rows["rir32", "0"][2:] == [f"`{first}`", "cifar10 (archive not recorded)", "float32", "fast", "3 of 3",
+                                      "88.00 (final)", "epoch 2: 21 min logged, 20 at the median epoch",
+                                      "not reached", "not reached", "30"]
+    assert rows["cnn32", "0"][2:] == [f"`{second}`", "cifar10-webp.tar.gz", "mixed_bfloat16", "fast", "1 of 3",
+                                      "93.00"] + ["epoch 1: 2 min logged, 2 at the median epoch"] * 3 + ["2"]
+    assert "Runs planned but not begun: 4." in text  # rir32 and resnet32's seed 1, resnet32's seed 0, cnn32's seed 1
 
 
 def test_the_profile_s_shortcut_variants_compute_the_package_s_shortcut_but_the_bound():
