@@ -100,6 +100,27 @@ def quadrant_norms(layer):
     return {name: float(value) for name, value in norms.items()}
 
 
+def identity_taps(layer):
+    """How much of an identity the residual→residual quadrant of ``layer``'s kernel still holds.
+
+    ``identity_tap`` is the mean weight at the identity's taps (the centre taps from each residual
+    channel to itself): ⟨W_rr + I, I⟩ / ‖I‖², 1 for a fresh kernel whose ``W_rr`` is zero.
+    ``identity_tap_ratio`` is that over the quadrant's root-mean-square weight: the batch
+    normalization after the convolution makes the kernel's scale irrelevant, so this ratio, not the
+    tap, says whether the identity still stands out (about 3√r in a fresh layer of r residual
+    channels, near 1 where it is no larger than any other weight). None where there is no identity.
+    """
+    kernel = ops.convert_to_numpy(ops.cast(layer.effective_kernel(), "float32")).astype("float64")
+    rr = kernel[:, :, :layer.residual_in, :layer.residual_out]
+    identity = layer.identity_kernel()[:, :, :layer.residual_in, :layer.residual_out]
+    taps = float(np.sum(identity * identity))
+    if not taps:
+        return {"identity_tap": None, "identity_tap_ratio": None}
+    tap = float(np.sum(rr * identity)) / taps
+    rms = float(np.sqrt(np.mean(rr * rr)))
+    return {"identity_tap": tap, "identity_tap_ratio": tap / rms if rms else None}
+
+
 def layer_summary(layer):
     """Name, placement, kernel size and stream channel counts of a built ``RiRConv2D``."""
     return {
@@ -123,8 +144,9 @@ def quadrant_counts(summary):
 
 
 def stream_norms(model):
-    """One dict per generalized layer of ``model``, in depth order: ``layer_summary`` and ``quadrant_norms``."""
-    return [{"depth": depth, **layer_summary(layer), **quadrant_norms(layer)}
+    """One dict per generalized layer of ``model``, in depth order: ``layer_summary``, ``quadrant_norms``
+    and ``identity_taps``."""
+    return [{"depth": depth, **layer_summary(layer), **quadrant_norms(layer), **identity_taps(layer)}
             for depth, layer in enumerate(generalized_layers(model), start=1)]
 
 
@@ -281,7 +303,8 @@ def _cell(value, percent=False):
 def report_markdown(report):
     """The report as markdown: one row per generalized layer; accuracies in percent."""
     ablation = report.get("ablation")
-    header = ["depth", "layer", "channels r+m in → out", *(QUADRANT_COLUMNS[q] for q in QUADRANTS)]
+    header = ["depth", "layer", "channels r+m in → out", *(QUADRANT_COLUMNS[q] for q in QUADRANTS),
+              "identity tap", "identity tap ÷ RMS weight"]
     if ablation:
         header += ["acc. residual zeroed (%)", "acc. transient zeroed (%)"]
     lines = [f"### {report['model']}: streams of {len(report['layers'])} generalized residual layers", ""]
@@ -294,7 +317,8 @@ def report_markdown(report):
     for row in report["layers"]:
         cells = [row["depth"], f"`{row['name']}`",
                  f"{row['residual_in']}+{row['transient_in']} → {row['residual_out']}+{row['transient_out']}",
-                 *(_cell(row[q]) for q in QUADRANTS)]
+                 *(_cell(row[q]) for q in QUADRANTS), _cell(row.get("identity_tap")),
+                 _cell(row.get("identity_tap_ratio"))]
         if ablation:
             cells += [_cell(row.get(f"accuracy_without_{s}"), True) for s in STREAMS]
         rows.append(cells)

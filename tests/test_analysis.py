@@ -75,6 +75,29 @@ def test_zero_kernel_leaves_only_the_identity(identity):
         assert norms[quadrant] == 0.0
 
 
+@pytest.mark.parametrize("identity", ["init", "constant", "shortcut"])
+def test_identity_taps_stand_out_in_a_fresh_kernel_and_vanish_with_it(identity):
+    layer = built_layer(identity=identity, kernel_initializer="zeros")  # residual 6 in, 8 out: 6 identity taps
+    taps = analysis.identity_taps(layer)
+    assert taps["identity_tap"] == pytest.approx(1.0)
+    assert taps["identity_tap_ratio"] == pytest.approx(np.sqrt(9 * 6 * 8 / 6))  # the 6 ones among 9 x 6 x 8 weights
+    # W_rr = -I / 2 halves every identity tap and leaves them the quadrant's only weights: the ratio holds.
+    layer.kernel.assign(keras.ops.convert_to_numpy(layer.kernel) - 0.5 * layer.identity_kernel())
+    taps = analysis.identity_taps(layer)
+    assert taps["identity_tap"] == pytest.approx(0.5)
+    assert taps["identity_tap_ratio"] == pytest.approx(np.sqrt(72))
+    # An ordinary weight of the same size elsewhere in the quadrant: the tap stays, the ratio falls.
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    kernel[0, 0, 1, 2] = 0.5
+    layer.kernel.assign(kernel)
+    taps = analysis.identity_taps(layer)
+    assert taps["identity_tap"] == pytest.approx(0.5)
+    assert taps["identity_tap_ratio"] == pytest.approx(0.5 / np.sqrt(7 * 0.25 / 432))
+    # W_rr = -I: no identity left, and nothing to measure it against.
+    layer.kernel.assign(np.zeros(layer.kernel.shape) if identity == "init" else -layer.identity_kernel())
+    assert analysis.identity_taps(layer) == {"identity_tap": 0.0, "identity_tap_ratio": None}
+
+
 def test_he_normal_init_layer_matches_the_initializer():
     keras.utils.set_random_seed(1)
     layer = built_layer(channels_in=64, filters=64)  # 32 residual, 32 transient on both sides

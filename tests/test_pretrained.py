@@ -478,6 +478,26 @@ def test_cli_evaluates_shipped_weights(store, source, data_dir, monkeypatch, cap
     assert report["correct"] == int(np.sum(predicted == test.labels[chosen]))
 
 
+def test_cli_analyzes_shipped_weights(store, source, tmp_path, capsys):
+    """`analyze --model NAME --weights W` reads the shipped weights: the source model's quadrant norms."""
+    from rir_keras import analysis
+    from rir_keras.commands.main import main
+
+    assert main(["analyze", "--model", "rir32", "--weights", "cifar10", "--norms-only", "--output", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "analysis.json").read_text())
+    assert report["shipped_weights"] == {"model": "rir32", "weights": "cifar10"} and "model_file" not in report
+    expected = analysis.analyze(source)["layers"]
+    assert [row["name"] for row in report["layers"]] == [row["name"] for row in expected]
+    for row, want in zip(report["layers"], expected):
+        assert row["rr_with_identity"] == pytest.approx(want["rr_with_identity"], rel=1e-6)
+        assert row["mm"] == pytest.approx(want["mm"], rel=1e-6)
+    capsys.readouterr()
+    assert main(["analyze", "model.keras", "--model", "rir32", "--norms-only"]) == 2
+    assert "analyze takes a model file or --model NAME --weights DATASET, one of the two" in capsys.readouterr().err
+    assert main(["analyze", "model.keras", "--weights", "cifar10", "--norms-only"]) == 2
+    assert "--weights names the shipped weights of a --model: drop --weights" in capsys.readouterr().err
+
+
 def test_cli_evaluate_names_what_is_missing(empty_store, capsys):
     from rir_keras.commands.main import main
 

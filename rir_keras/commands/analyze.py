@@ -7,14 +7,14 @@ from rir_keras.commands import flags
 
 
 def run_analyze(args):
-    model = flags.load_model_file(args.model_file)
+    model, source = flags.load_model_source(args, "analyze")
     analysis.generalized_layers(model)  # fail before loading data when the model has no streams
     data = None
     if not args.norms_only:
         split = datasets.load_split(args.dataset, args.split, data_dir=args.data_dir)
         data = flags.sample(split, args.limit, args.seed, "--limit")
     report = analysis.analyze(model, data, batch_size=args.batch_size)  # the model normalizes its inputs itself
-    report.update(model_file=args.model_file)
+    report.update(source if "model_file" in source else {"shipped_weights": source})  # "model" is the network's name
     if data is not None:
         report.update(dataset=str(args.dataset), split=args.split)
     paths = analysis.write_report(report, args.output)
@@ -27,12 +27,13 @@ def add_analyze(subparsers):
     parser = subparsers.add_parser(
         "analyze", help="kernel quadrant norms and stream ablation of a trained model",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="For each generalized residual layer of a saved model: the norms of its four kernel "
+        description="For each generalized residual layer of a saved model (or a registry model with its "
+                    "shipped weights): the norms of its four kernel "
                     "quadrants, and the test accuracy with the residual or the transient stream zeroed at "
                     "that layer's output (and at every layer at once). Writes analysis.json, analysis.md, "
                     "norms.png and ablation.png into --output.",
     )
-    parser.add_argument("model_file", help="a .keras file, e.g. runs/train/model.keras")
+    flags.add_model_source_arguments(parser)
     parser.add_argument("--output", default="runs/analysis", help="folder for the report")
     parser.add_argument("--dataset", default="cifar10", help="as for train")
     parser.add_argument("--data-dir", help="tensorflow-datasets data folder")

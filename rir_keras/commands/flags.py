@@ -16,7 +16,7 @@ import numpy as np
 from rir_keras import data as datasets
 from rir_keras import preprocessing as preprocessing_lib
 from rir_keras import distribute, precision, recipes, training
-from rir_keras.applications import registry
+from rir_keras.applications import pretrained, registry
 
 PRECISIONS = precision.CHOICES
 PREPROCESSING = ("auto", "cifar10", "cifar100", "none")
@@ -230,6 +230,29 @@ def train_config(args):
 def add_verbose_argument(parser):
     parser.add_argument("--verbose", default="auto", type=lambda v: v if v == "auto" else int(v),
                         help="Keras fit's verbosity: auto, 0 (silent), 1 (progress bar), 2 (a line per epoch)")
+
+
+def add_model_source_arguments(parser):
+    """The model a command reads: a saved ``.keras`` file, or a registry model with its shipped weights
+    (`load_model_source`)."""
+    parser.add_argument("model_file", nargs="?", help="a .keras file, e.g. runs/train/model.keras")
+    parser.add_argument("--model", help="instead of a file: a registry model with shipped weights, e.g. rir32")
+    parser.add_argument("--weights", choices=sorted(pretrained.WEIGHTS_NAMES),
+                        help="the shipped weights of --model (default: cifar10; docs/models.md has their cards)")
+
+
+def load_model_source(args, command):
+    """``(model, source)``: the model that `add_model_source_arguments`' flags name, and a dict saying
+    which (``model_file``, or ``model`` and ``weights``) for the command's report."""
+    if (args.model_file is None) == (args.model is None):
+        raise ValueError(f"{command} takes a model file or --model NAME --weights DATASET, one of the two. "
+                         f"Received: model_file={args.model_file!r}, --model={args.model!r}")
+    if args.model is not None:
+        weights = args.weights or "cifar10"
+        return pretrained.build(args.model, weights), {"model": args.model, "weights": weights}
+    refuse_flags(args, ("weights",), "a .keras model file holds its weights: --weights names the shipped weights "
+                                     "of a --model")
+    return load_model_file(args.model_file), {"model_file": args.model_file}
 
 
 def load_model_file(path):

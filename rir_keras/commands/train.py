@@ -9,7 +9,7 @@ from rir_keras import data as datasets
 from rir_keras import preprocessing as preprocessing_lib
 from rir_keras import precision, runs, test_time, training
 from rir_keras.distribute import NONE as ONE_DEVICE
-from rir_keras.applications import pretrained, registry
+from rir_keras.applications import registry
 from rir_keras.commands import flags
 
 
@@ -39,17 +39,7 @@ def run_train(args):
 
 
 def run_evaluate(args):
-    if (args.model_file is None) == (args.model is None):
-        raise ValueError("evaluate takes a model file or --model NAME --weights DATASET, one of the two. "
-                         f"Received: model_file={args.model_file!r}, --model={args.model!r}")
-    if args.model is not None:
-        model = pretrained.build(args.model, args.weights or "cifar10")
-        source = {"model": args.model, "weights": args.weights or "cifar10"}
-    else:
-        flags.refuse_flags(args, ("weights",), "a .keras model file holds its weights: --weights names "
-                                                      "the shipped weights of a --model")
-        model = flags.load_model_file(args.model_file)
-        source = {"model_file": args.model_file}
+    model, source = flags.load_model_source(args, "evaluate")
     test = flags.sample(datasets.load_split(args.dataset, args.split, data_dir=args.data_dir), args.limit, 0, "--limit")
     report = {**source, "dataset": str(args.dataset), "data": datasets.data_identity(args.dataset), "split": args.split,
               "images": len(test), "preprocessing": preprocessing_lib.model_preprocessing(model),
@@ -82,10 +72,7 @@ def add_evaluate(subparsers):
                                    description="Evaluate a saved model on raw images: the model carries its "
                                                "own input normalization (its preprocessing layer), and a model "
                                                "that outputs logits is scored with from_logits=True.")
-    parser.add_argument("model_file", nargs="?", help="a .keras file, e.g. runs/train/model.keras")
-    parser.add_argument("--model", help="instead of a file: a registry model with shipped weights, e.g. rir32")
-    parser.add_argument("--weights", choices=sorted(pretrained.WEIGHTS_NAMES),
-                        help="the shipped weights of --model, named after their recipe (default cifar10: fast)")
+    flags.add_model_source_arguments(parser)
     parser.add_argument("--dataset", default="cifar10", help="as for train")
     parser.add_argument("--data-dir")
     parser.add_argument("--split", default="test")
