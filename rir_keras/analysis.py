@@ -107,7 +107,8 @@ def identity_taps(layer):
     channel to itself): ⟨W_rr + I, I⟩ / ‖I‖², 1 for a fresh kernel whose ``W_rr`` is zero.
     ``identity_tap_ratio`` is that over the quadrant's root-mean-square weight: the batch
     normalization after the convolution makes the kernel's scale irrelevant, so this ratio, not the
-    tap, says whether the identity still stands out (about 3√r in a fresh layer of r residual
+    tap, says whether the identity still stands out (3√r for a 3x3 layer of r residual channels
+    whose ``W_rr`` is zero, about 2.1√r in a fresh He-normal layer of r residual and r transient
     channels, near 1 where it is no larger than any other weight). None where there is no identity.
     """
     kernel = ops.convert_to_numpy(ops.cast(layer.effective_kernel(), "float32")).astype("float64")
