@@ -76,6 +76,16 @@ def generalized_layers(model):
     return found
 
 
+def _residual_quadrant(layer):
+    """``(kernel, rr, identity)`` of a built ``RiRConv2D``: the effective kernel (float64), its
+    residual→residual quadrant, and the identity's kernel in that quadrant's shape."""
+    if not isinstance(layer, RiRConv2D) or not layer.built:
+        raise ValueError(f"layer must be a built rir_keras.layers.RiRConv2D. Received: layer={layer!r}")
+    kernel = ops.convert_to_numpy(ops.cast(layer.effective_kernel(), "float32")).astype("float64")
+    r_in, r_out = layer.residual_in, layer.residual_out
+    return kernel, kernel[:, :, :r_in, :r_out], layer.identity_kernel()[:, :, :r_in, :r_out]
+
+
 def quadrant_norms(layer):
     """Frobenius norms of the quadrants of the kernel that computes ``layer`` (a built ``RiRConv2D``).
 
@@ -84,12 +94,8 @@ def quadrant_norms(layer):
     identity of ``identity_kernel()``. ``rm`` is residual→transient, ``mr`` transient→residual,
     ``mm`` transient→transient. An empty quadrant (a stream with no channels) has norm 0.
     """
-    if not isinstance(layer, RiRConv2D) or not layer.built:
-        raise ValueError(f"layer must be a built rir_keras.layers.RiRConv2D. Received: layer={layer!r}")
-    kernel = ops.convert_to_numpy(ops.cast(layer.effective_kernel(), "float32")).astype("float64")
+    kernel, rr, identity = _residual_quadrant(layer)
     r_in, r_out = layer.residual_in, layer.residual_out
-    rr = kernel[:, :, :r_in, :r_out]
-    identity = layer.identity_kernel()[:, :, :r_in, :r_out]
     norms = {
         "rr_with_identity": np.linalg.norm(rr),
         "rr_without_identity": np.linalg.norm(rr - identity),
@@ -111,9 +117,7 @@ def identity_taps(layer):
     whose ``W_rr`` is zero, about 2.1√r in a fresh He-normal layer of r residual and r transient
     channels, near 1 where it is no larger than any other weight). None where there is no identity.
     """
-    kernel = ops.convert_to_numpy(ops.cast(layer.effective_kernel(), "float32")).astype("float64")
-    rr = kernel[:, :, :layer.residual_in, :layer.residual_out]
-    identity = layer.identity_kernel()[:, :, :layer.residual_in, :layer.residual_out]
+    _, rr, identity = _residual_quadrant(layer)
     taps = float(np.sum(identity * identity))
     if not taps:
         return {"identity_tap": None, "identity_tap_ratio": None}
