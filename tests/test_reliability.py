@@ -93,6 +93,22 @@ def test_the_command_line_says_the_flags_where_the_library_names_parameters():
         "--distribute-timeout=3 of model_file='a.keras'; already --batch-size=4, include_top=True"
 
 
+def test_every_help_says_a_flags_default_where_it_has_one_and_never_none():
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name, parser in commands.items():
+        text = " ".join(parser.format_help().split())
+        assert "(default: None)" not in text and "(default: False)" not in text, name
+        for group in parser._action_groups:  # a flag without help sits in a group whose title says its default
+            for action in group._group_actions:
+                assert action.help or "defaults:" in (group.title or ""), (name, action.option_strings)
+    train = " ".join(commands["train"].format_help().split())
+    assert "--seed SEED the run's random seed (initial weights, data order, augmentation) (default: 0)" in train
+    assert "--recipe {fast,long,paper}" in train and "(default: paper)" in train
+    analyze = " ".join(commands["analyze"].format_help().split())
+    assert "--output OUTPUT folder for the report (default: runs/analysis)" in analyze
+    assert "the shipped weights of --model (default: cifar10; docs/models.md has their cards) --output" in analyze
+
+
 def test_a_library_error_comes_out_in_flags(cli_env, tmp_path, capsys):
     assert main(["train", "--model", "rir32", "--distribute", "none", "--output", str(tmp_path),
                  "--warmup-epochs", "1", "--recipe", "paper", "--epochs", "2"]) == 2

@@ -1,6 +1,4 @@
 """`rir-keras analyze`: how a trained network uses its residual and transient streams."""
-import argparse
-
 from rir_keras import analysis
 from rir_keras import data as datasets
 from rir_keras.commands import flags
@@ -26,7 +24,7 @@ def run_analyze(args):
 def add_analyze(subparsers):
     parser = subparsers.add_parser(
         "analyze", help="kernel quadrant norms and stream ablation of a trained model",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=flags.HelpFormatter,
         description="For each generalized residual layer of a saved model (or a registry model with its "
                     "shipped weights): the norms of its four kernel "
                     "quadrants, and the test accuracy with the residual or the transient stream zeroed at "
@@ -37,9 +35,9 @@ def add_analyze(subparsers):
     parser.add_argument("--output", default="runs/analysis", help="folder for the report")
     parser.add_argument("--dataset", default="cifar10", help="as for train")
     parser.add_argument("--data-dir", help="tensorflow-datasets data folder")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default="test", help="the split to measure")
     parser.add_argument("--limit", type=int, help="use a random subset of this many images")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
     parser.add_argument("--norms-only", action="store_true", help="quadrant norms only: no data, no ablation")
     parser.set_defaults(func=flags.checked(run_analyze))

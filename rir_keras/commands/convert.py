@@ -1,7 +1,6 @@
 """`rir-keras convert`: a pytorchcv RiR weights file (.pth) as a Keras model file of ours."""
-import argparse
-
 from rir_keras.applications import pytorchcv_rir
+from rir_keras.commands import flags
 
 
 def run_convert(args):
@@ -17,7 +16,7 @@ def run_convert(args):
 def add_convert(subparsers):
     parser = subparsers.add_parser(
         "convert", help="convert pytorchcv's rir_cifar10/rir_cifar100/rir_svhn weights (.pth) to Keras",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=flags.HelpFormatter,
         description="Read the weights file of a pytorchcv RiR model (rir_cifar10, rir_cifar100, rir_svhn: the "
                     "state dict pytorchcv downloads, e.g. ~/.torch/models/rir_cifar10-0328-414c3e60.pth) and write "
                     "them as our model computing the same function (rir_keras.applications.pytorchcv_rir.build: "

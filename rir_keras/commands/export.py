@@ -1,5 +1,4 @@
 """`rir-keras export`: write a trained model as a SavedModel, an ONNX file or a .keras file taking raw images."""
-import argparse
 import os
 
 from rir_keras import export
@@ -64,7 +63,7 @@ def run_export(args):
 def add_export(subparsers):
     parser = subparsers.add_parser(
         "export", help="export a trained model for serving (SavedModel, ONNX, .keras)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=flags.HelpFormatter,
         description="Export a trained model so that it takes raw images (uint8 pixels 0..255): the model's "
                     "own input normalization (its preprocessing layer) is inside the exported graph, and batch "
                     "norm runs in inference mode; a model built without one (include_preprocessing=False) "
@@ -77,7 +76,8 @@ def add_export(subparsers):
     parser.add_argument("--weights", help="a .weights.h5 (or .keras) file of the --model")
     parser.add_argument("--output", required=True,
                         help="where to write: a folder (saved_model), a .onnx file or a .keras file")
-    parser.add_argument("--format", default="saved_model", choices=export.FORMATS)
+    parser.add_argument("--format", default="saved_model", choices=export.FORMATS,
+                        help="saved_model (TensorFlow Serving), onnx, or keras (a .keras file taking raw images)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output (atomically)")
     parser.add_argument("--top-k", type=int, help="also output the K best class ids, scores and names")
     parser.add_argument("--class-names", choices=("cifar10", "cifar100"),

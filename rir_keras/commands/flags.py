@@ -59,6 +59,17 @@ NUMBERS = {
 }
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every subcommand's ``--help``: each flag's default where it has one, and nothing where it has
+    none (a default of None means "not set": the recipe's, the model's, or what the help says; an
+    off switch is off), never the "(default: None)" that would contradict such a help text."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def check_numbers(args):
     """Raise a one-line ValueError naming the first numeric flag of ``args`` out of its range."""
     for name, value in vars(args).items():
@@ -98,8 +109,8 @@ def add_data_arguments(parser):
                             "tensorflow-datasets name (cifar10, cifar100, tfds:NAME), or a bare name looked up "
                             "under $RIR_KERAS_DATA first (cifar10 -> cifar10-webp.tar.gz, the official data)")
     group.add_argument("--data-dir", help="tensorflow-datasets data folder")
-    group.add_argument("--train-split", default="train")
-    group.add_argument("--test-split", default="test")
+    group.add_argument("--train-split", default="train", help="the split to train on")
+    group.add_argument("--test-split", default="test", help="the split measured after each epoch")
     group.add_argument("--train-limit", type=int, help="use a random subset of this many training images")
     group.add_argument("--test-limit", type=int, help="use a random subset of this many test images")
     group.add_argument("--preprocessing", default="auto", choices=PREPROCESSING,
@@ -142,7 +153,8 @@ def add_fit_arguments(parser):
                        help="epochs after which the learning rate drops; paper: 42 and 62 scaled to --epochs")
     group.add_argument("--decay-factor", type=float)
     group.add_argument("--no-augment", action="store_true", help="no random crops and flips")
-    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--seed", type=int, default=0,
+                       help="the run's random seed (initial weights, data order, augmentation)")
     group.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="the number format (Keras dtype policy). auto: mixed_bfloat16 on GPUs with bfloat16 "
                             "tensor cores, TPUs and CPUs with native bfloat16 (AVX512_BF16, AMX), mixed_float16 on "

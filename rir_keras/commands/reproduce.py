@@ -41,7 +41,7 @@ def run_reproduce(args):
 
 def add_reproduce(subparsers):
     parser = subparsers.add_parser("reproduce", help="train every model of a paper table, write a markdown table",
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                   formatter_class=flags.HelpFormatter,
                                    description="Train each model of a paper table with one recipe, for one seed "
                                                "after another, into OUTPUT/MODEL/seedN, and write "
                                                "OUTPUT/results.md: measured accuracy beside the paper's figure. "
@@ -53,7 +53,8 @@ def add_reproduce(subparsers):
     parser.add_argument("--models", nargs="+", help="train these models of the table, in this order (default: all)")
     parser.add_argument("--seeds", type=int, nargs="+", help="one run per seed, all models of a seed first "
                                                              "(default: --seed)")
-    parser.add_argument("--output", default="runs/reproduce")
+    parser.add_argument("--output", default="runs/reproduce",
+                        help="the campaign's folder: a run folder per model and seed, and the table")
     parser.add_argument("--status", metavar="DIR",
                         help="print each run's epochs done and left, last accuracy and ETA of the campaign in DIR; "
                              "train nothing")

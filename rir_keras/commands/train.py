@@ -1,5 +1,4 @@
 """`rir-keras train` and `rir-keras evaluate`."""
-import argparse
 import json
 import os
 
@@ -52,7 +51,7 @@ def run_evaluate(args):
 
 def add_train(subparsers):
     parser = subparsers.add_parser("train", help="train a model of the registry",
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                   formatter_class=flags.HelpFormatter,
                                    description="Train a registry model; run the same command again to resume.")
     parser.add_argument("--model", required=True, help=f"one of: {', '.join(registry.names())}")
     parser.add_argument("--output", default="runs/train", help="folder for logs, model, results")
@@ -68,16 +67,16 @@ def add_train(subparsers):
 
 def add_evaluate(subparsers):
     parser = subparsers.add_parser("evaluate", help="evaluate a saved .keras model or shipped weights",
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                   formatter_class=flags.HelpFormatter,
                                    description="Evaluate a saved model on raw images: the model carries its "
                                                "own input normalization (its preprocessing layer), and a model "
                                                "that outputs logits is scored with from_logits=True.")
     flags.add_model_source_arguments(parser)
     parser.add_argument("--dataset", default="cifar10", help="as for train")
-    parser.add_argument("--data-dir")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--data-dir", help="tensorflow-datasets data folder")
+    parser.add_argument("--split", default="test", help="the split to measure")
     parser.add_argument("--limit", type=int, help="evaluate a random subset of this many images")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
     parser.add_argument("--tta", default="none", choices=test_time.TTA_MODES,
                         help="test-time augmentation, reported beside the single-view figure: flip averages "
                              "the predictions of each image and its mirror image")

@@ -1,5 +1,4 @@
 """`rir-keras tune`: a KerasTuner grid search over a registry model, on one machine or several."""
-import argparse
 import os
 import sys
 
@@ -117,7 +116,7 @@ def run_tune(args, flag_defaults):
 def add_tune(subparsers):
     parser = subparsers.add_parser(
         "tune", help="grid-search hyperparameters with KerasTuner",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=flags.HelpFormatter,
         description="Grid-search a registry model's hyperparameters with KerasTuner's GridSearch, maximizing "
                     "val_accuracy. Run the same command again to resume: finished trials are kept. Several "
                     "machines: start this same command with KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and "
