@@ -10,12 +10,13 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from rir_keras import atomic, interrupts, runs, training
+from rir_keras import __version__, atomic, interrupts, runs, training
 from rir_keras.backup import restore_backup
 from rir_keras.applications import RiRNet
 from rir_keras.commands import flags
@@ -107,6 +108,15 @@ def test_every_help_says_a_flags_default_where_it_has_one_and_never_none():
     analyze = " ".join(commands["analyze"].format_help().split())
     assert "--output OUTPUT folder for the report (default: runs/analysis)" in analyze
     assert "the shipped weights of --model (default: cifar10; docs/models.md has their cards) --output" in analyze
+
+
+def test_version_is_the_packages_and_the_distributions(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.strip() == f"rir-keras {__version__}"
+    setup_py = (Path(__file__).parent.parent / "setup.py").read_text()
+    assert f'version="{__version__}"' in setup_py
 
 
 def test_a_library_error_comes_out_in_flags(cli_env, tmp_path, capsys):

@@ -10,6 +10,7 @@ import importlib
 import re
 import sys
 
+import rir_keras
 from rir_keras.commands import flags
 from rir_keras.dependencies import MissingDependency
 from rir_keras.interrupts import stop_signals_as_interrupt
@@ -32,6 +33,7 @@ def build_parser():
         prog="rir-keras",
         description="Resnet in Resnet for Keras 3: train, evaluate, reproduce, tune, export, analyze.",
     )
+    parser.add_argument("--version", action="version", version=f"rir-keras {rir_keras.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in sorted(SUBCOMMANDS):
