@@ -359,14 +359,14 @@ def test_ship_weights_ranks_recipes_and_checks_the_data(tmp_path, ship_weights, 
 
 def test_ship_weights_names_weights_after_the_recipe(tmp_path, ship_weights, mini_test, source, monkeypatch):
     """A `paper` run ships as weights="cifar10_paper", beside the `fast` run's "cifar10"; a run
-    evaluated by another backend or machine ships when it scores within the tolerance, and its
-    entry keeps the run's own count."""
+    evaluated by another backend or machine, or in mixed precision, ships when it scores within that
+    case's tolerance, and its entry keeps the run's own count."""
     store = str(tmp_path / "weights")
     make_run(str(tmp_path / "fast"), source, mini_test)
     make_run(str(tmp_path / "paper"), source, mini_test, off_by=2, recipe="paper", backend="jax",
              machine="NVIDIA H200")
     ship_weights.ship(str(tmp_path / "fast"), mini_test, store=store)
-    with pytest.raises(ship_weights.ShipError, match=r"\(jax on NVIDIA H200; 0 may differ\): nothing shipped"):
+    with pytest.raises(ship_weights.ShipError, match=r"\(jax on NVIDIA H200, float32; 0 may differ\): nothing shipped"):
         ship_weights.ship(str(tmp_path / "paper"), mini_test, store=store)  # 0.05% of 200 images: none
     monkeypatch.setattr(ship_weights, "ENGINE_TOLERANCE", 2 / len(mini_test))
     entry = ship_weights.ship(str(tmp_path / "paper"), mini_test, store=store)
@@ -379,8 +379,15 @@ def test_ship_weights_names_weights_after_the_recipe(tmp_path, ship_weights, min
     np.testing.assert_array_equal(predict(RiR32(weights="cifar10_paper", **TINY), x), predict(source, x))
     assert "its own final evaluation there: " in model_table().model_cards(store)
     make_run(str(tmp_path / "same"), source, mini_test, off_by=1, recipe="paper")  # this engine: exact
-    with pytest.raises(ship_weights.ShipError, match="0 may differ"):
+    with pytest.raises(ship_weights.ShipError, match="float32; 0 may differ"):
         ship_weights.ship(str(tmp_path / "same"), mini_test, store=store, replace=True)
+    # A run that evaluated itself in bfloat16, on this engine, measured here in float32: its own tolerance.
+    make_run(str(tmp_path / "bf16"), source, mini_test, off_by=2, recipe="paper", precision="mixed_bfloat16")
+    with pytest.raises(ship_weights.ShipError, match="mixed_bfloat16; 0 may differ"):  # 0.2% of 200 images: none
+        ship_weights.ship(str(tmp_path / "bf16"), mini_test, store=store, replace=True)
+    monkeypatch.setattr(ship_weights, "LOW_PRECISION_TOLERANCE", 2 / len(mini_test))
+    entry = ship_weights.ship(str(tmp_path / "bf16"), mini_test, store=store, replace=True)
+    assert entry["training"]["precision"] == "mixed_bfloat16" and entry["training"]["correct"] == entry["correct"] + 2
 
 
 @pytest.mark.parametrize("problem, kwargs, message", [
