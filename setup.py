@@ -22,7 +22,7 @@ TORCH = ["torch==2.13.0"]
 
 setup(
     name="rir_keras",
-    version="0.13.0",
+    version="0.14.0",
     description="Resnet in Resnet (Targ, Almeida, Lyman 2016) for Keras 3",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

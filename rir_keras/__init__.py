@@ -12,7 +12,7 @@ this is the one place that decides.
 """
 from rir_keras import dependencies as _dependencies
 
-__version__ = "0.13.0"
+__version__ = "0.14.0"
 __all__ = ["ResNetInit", "ResNetInitConv2D", "RiRConv2D", "BlockShortcut", "ForgetGate", "BatchNormalization"]
 
 if _dependencies.installed("keras"):
